@@ -1,0 +1,164 @@
+"""callscribe: record calls with Twilio, transcribe them with AssemblyAI."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from flask_migrate import Migrate
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .config import NotConfigured, Settings
+from .models import db
+
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def create_app(settings: Settings | None = None, *, instance_path: str | None = None) -> Flask:
+    """Build the app. Without ``settings`` they are read from the environment."""
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    if settings is None:
+        settings = Settings.from_env(instance_path=app.instance_path)
+    app.extensions["settings"] = settings
+    register_logging(app, settings)
+    register_database(app, settings)
+    register_providers(app, settings)
+    register_jobs(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_cli(app)
+    return app
+
+
+def register_logging(app: Flask, settings: Settings) -> None:
+    from .logs import configure_logging
+
+    configure_logging(settings.log_level, settings.secrets())
+
+
+def register_database(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # Webhook bodies are small; a huge one is an attack, answered 413.
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    sqlite = settings.database_url.startswith("sqlite:")
+    if sqlite:
+        os.makedirs(app.instance_path, exist_ok=True)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 15}}
+    else:
+        # Recover from a restarted database instead of failing on dead connections.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, "pool_recycle": 1800}
+    db.init_app(app)
+    Migrate(app, db, directory=MIGRATIONS, render_as_batch=sqlite, compare_type=True)
+    if sqlite:
+        with app.app_context():
+            _tune_sqlite(db.engine)
+
+
+def _tune_sqlite(engine: Any) -> None:
+    """WAL and a busy timeout, so gunicorn workers and the queue worker can all write.
+
+    Every transaction starts with BEGIN IMMEDIATE: a transaction that read
+    first and writes later would otherwise fail at once with "database is
+    locked" when another process wrote in between, busy timeout or not.
+    """
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def register_providers(app: Flask, settings: Settings) -> None:
+    from .providers.assemblyai import AssemblyAI
+    from .providers.twilio import Twilio
+
+    twilio = None
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        twilio = Twilio(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_api_base_url,
+            timeout=settings.http_timeout,
+        )
+    assemblyai = None
+    if settings.assemblyai_api_key:
+        assemblyai = AssemblyAI(
+            settings.assemblyai_api_key,
+            settings.assemblyai_base_url,
+            timeout=settings.http_timeout,
+        )
+    app.extensions["twilio"] = twilio
+    app.extensions["assemblyai"] = assemblyai
+
+
+def register_jobs(app: Flask) -> None:
+    from . import jobs
+
+    jobs.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import auth, pages, webhooks
+
+    auth.init_app(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(webhooks.bp)
+
+
+def _wants_json() -> bool:
+    return request.is_json or request.path.startswith(("/twilio/", "/assemblyai/", "/dial"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Short answers that name the problem, never a traceback or a secret."""
+
+    def answer(status: int, message: str) -> Any:
+        if _wants_json():
+            return jsonify(error=message), status
+        return render_template("error.html", status=status, message=message), status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        return answer(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(NotConfigured)
+    def not_configured(error: NotConfigured) -> Any:
+        return answer(503, str(error))
+
+    @app.errorhandler(OperationalError)
+    def database_down(error: OperationalError) -> Any:
+        # 503, so that Twilio and AssemblyAI try again later: a 4xx would be final.
+        app.logger.error("database unavailable: %s", type(error.orig).__name__)
+        db.session.rollback()
+        return answer(503, "The database is unavailable; try again shortly.")
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Any:
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        return answer(500, "Something went wrong on our side.")
+
+
+def register_cli(app: Flask) -> None:
+    from .cli import register
+
+    register(app)
+
+
+__all__ = ["create_app"]

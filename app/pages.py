@@ -1,0 +1,202 @@
+"""The private dashboard: the calls, their transcripts, and the dial form."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import login_required
+from sqlalchemy import or_, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import calls, pipeline
+from .config import current_settings
+from .models import ACTIVE_STAGES, Call, Recording, Transcript, db
+from .providers import ProviderError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("pages", __name__)
+PAGE_SIZE = 50
+
+
+def webhook_urls() -> list[tuple[str, str]]:
+    """What to paste where in the Twilio console, for the setup checklist."""
+    settings = current_settings()
+    base = settings.base_url or "https://YOUR-PUBLIC-HOST"
+    return [
+        ("Phone number → A call comes in (HTTP POST)", f"{base}/twilio/voice"),
+        ("Phone number → Call status changes (HTTP POST)", f"{base}/twilio/call-status"),
+    ]
+
+
+@bp.get("/")
+def home() -> Any:
+    settings = current_settings()
+    from flask_login import current_user
+
+    if not current_user.is_authenticated:
+        if settings.missing():
+            # Nothing to protect yet, and the newcomer needs to see what to set.
+            return render_template("setup.html", missing=settings.missing(), urls=webhook_urls())
+        return redirect(url_for("auth.login"))
+    query = (request.args.get("q") or "").strip()[:200]
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    statement = select(Call).order_by(Call.created_at.desc(), Call.id.desc())
+    if query:
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = (
+            statement.outerjoin(Recording, Recording.call_id == Call.id)
+            .outerjoin(Transcript, Transcript.recording_id == Recording.id)
+            .where(
+                or_(
+                    Transcript.text.ilike(pattern, escape="\\"),
+                    Call.from_number.ilike(pattern, escape="\\"),
+                    Call.to_number.ilike(pattern, escape="\\"),
+                )
+            )
+            .distinct()
+        )
+    rows = db.session.scalars(statement.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
+    return render_template(
+        "calls.html",
+        calls=rows[:PAGE_SIZE],
+        more=len(rows) > PAGE_SIZE,
+        page=page,
+        query=query,
+        missing=settings.missing(),
+        urls=webhook_urls(),
+        refresh=any(r.stage in ACTIVE_STAGES for c in rows for r in c.recordings),
+    )
+
+
+@bp.get("/calls/<call_sid>")
+@login_required
+def call_detail(call_sid: str) -> str:
+    call = db.session.scalar(select(Call).where(Call.call_sid == call_sid[:64]))
+    if call is None:
+        abort(404, "No such call.")
+    return render_template(
+        "call.html",
+        call=call,
+        refresh=any(r.stage in ACTIVE_STAGES for r in call.recordings),
+    )
+
+
+@bp.post("/recordings/<int:recording_id>/retry")
+@login_required
+def retry_recording(recording_id: int) -> Response:
+    recording = db.session.get(Recording, recording_id)
+    if recording is None:
+        abort(404, "No such recording.")
+    call_sid = recording.call.call_sid
+    if pipeline.retry_failed(recording_id):
+        flash("Trying again.", "info")
+    else:
+        flash("Only a failed recording can be retried.", "error")
+    return redirect(url_for("pages.call_detail", call_sid=call_sid))  # type: ignore[return-value]
+
+
+@bp.post("/dial")
+@login_required
+def dial() -> Any:
+    """Place an outbound recorded call: the form on the page, or JSON {"to": "+1..."}."""
+    wants_json = request.is_json
+    if wants_json:
+        body = request.get_json(silent=True)
+        to = body.get("to") if isinstance(body, dict) else None
+    else:
+        to = request.form.get("to")
+    try:
+        call = calls.place_call(to if isinstance(to, str) else "")
+    except calls.InvalidNumber as error:
+        return _dial_failed(wants_json, 400, str(error))
+    except ProviderError as error:
+        return _dial_failed(wants_json, 502, str(error))
+    if wants_json:
+        return jsonify(call_sid=call.call_sid, status=call.status, to=call.to_number), 201
+    flash(f"Calling {call.to_number}.", "info")
+    return redirect(url_for("pages.call_detail", call_sid=call.call_sid))
+
+
+def _dial_failed(wants_json: bool, status: int, message: str) -> Any:
+    if wants_json:
+        return jsonify(error=message), status
+    flash(message, "error")
+    return home(), status
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[dict[str, str], int]:
+    """For the platform's health check: 200 when the database answers."""
+    try:
+        db.session.execute(text("SELECT 1"))
+        db.session.rollback()
+    except SQLAlchemyError:
+        log.exception("health check: database unreachable")
+        return {"status": "database unreachable"}, 503
+    return {"status": "ok"}, 200
+
+
+# -- how states read on the page ---------------------------------------------
+
+
+@bp.app_template_filter("recording_state")
+def recording_state(recording: Recording) -> str:
+    if recording.status == "in-progress":
+        return "Recording…"
+    if recording.status == "absent":
+        return "No audio: the recording was too short or silent" + _code(recording.error_code)
+    if recording.status == "failed":
+        return "Twilio could not make the recording" + _code(recording.error_code)
+    retrying = f" (attempt {recording.attempts + 1} soon)" if recording.attempts else ""
+    transcript = recording.transcript
+    return {
+        "pending": "Waiting to send the audio to AssemblyAI" + retrying,
+        "delivered": "Submitting to AssemblyAI" + retrying,
+        "submitted": f"Transcribing ({transcript.status if transcript else 'queued'})…",
+        "transcribed": "Transcribed",
+        "failed": "Transcription failed",
+    }.get(recording.stage or "", "—")
+
+
+def _code(code: str | None) -> str:
+    return f" (Twilio error {code})." if code else "."
+
+
+@bp.app_template_filter("transcript_state")
+def transcript_state(call: Call) -> str:
+    if not call.recordings:
+        return "no recording"
+    order = ("transcribed", "submitted", "delivered", "pending", "failed", None)
+    best = min(call.recordings, key=lambda r: order.index(r.stage) if r.stage in order else len(order))
+    if best.stage is None:
+        return {"absent": "no audio", "failed": "recording failed"}.get(best.status, "recording")
+    return {
+        "pending": "queued",
+        "delivered": "submitting",
+        "submitted": "transcribing",
+        "transcribed": "done",
+        "failed": "failed",
+    }[best.stage]
+
+
+@bp.app_template_filter("speaker")
+def speaker(turn: dict[str, Any], recording: Recording) -> str:
+    channel = str(turn.get("channel") or "")
+    if channel and recording.channels == 2:
+        if recording.source == "DialVerb":
+            return {"1": "Caller", "2": "Answered by"}.get(channel, f"Channel {channel}")
+        return f"Channel {channel}"
+    label = turn.get("speaker")
+    return f"Speaker {label}" if label else "Speaker"

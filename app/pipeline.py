@@ -1,0 +1,413 @@
+"""From a completed recording to a stored transcript.
+
+The database row is the truth; the queue only says "look at recording N
+now". Every step claims the row with a conditional UPDATE, so two workers
+(or a job and the reconciler) never work on one recording at once, and a
+crashed worker's claim simply runs out. Every step is safe to run twice.
+
+    pending --deliver--> delivered --submit--> submitted --fetch--> transcribed
+       \\________________________\\__________________\\______> failed (retry: pending/delivered)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, or_, select, update
+
+from . import jobs
+from .calls import twilio
+from .config import WEBHOOK_HEADER_NAME, NotConfigured, Settings, current_settings
+from .models import (
+    TRANSCRIPT_STATUS_RANK,
+    Recording,
+    Stage,
+    Transcript,
+    db,
+    insert_ignore,
+    rank_below,
+    stages_leading_to,
+    utcnow,
+)
+from .providers import ProviderError
+from .providers.assemblyai import AssemblyAI, TranscriptResult
+
+log = logging.getLogger(__name__)
+
+CLAIM_SECONDS = 15 * 60
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_CAP_SECONDS = 3600.0
+
+
+def assemblyai() -> AssemblyAI:
+    client: AssemblyAI | None = current_app.extensions["assemblyai"]
+    if client is None:
+        raise NotConfigured(["ASSEMBLYAI_API_KEY"], "transcription")
+    return client
+
+
+@dataclass(frozen=True)
+class RetryLater(Exception):
+    """The step failed in a way that may pass; run it again after ``delay`` seconds."""
+
+    delay: float
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter, never sooner than the provider asked."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not a secret)
+    return max(delay, retry_after or 0.0)
+
+
+def transcript_params(recording: Recording, audio_url: str, settings: Settings) -> dict[str, Any]:
+    """The body of ``POST /v2/transcript`` for one recording."""
+    params: dict[str, Any] = {
+        "audio_url": audio_url,
+        "speech_models": list(settings.assemblyai_speech_models),
+        # Our own id rides along, so the webhook can be matched even when it
+        # arrives before the answer to this very request was stored.
+        "webhook_url": f"{settings.base_url}/assemblyai/webhook?recording={recording.id}",
+        "webhook_auth_header_name": WEBHOOK_HEADER_NAME,
+        "webhook_auth_header_value": settings.webhook_secret,
+    }
+    if recording.channels == 2:
+        params["multichannel"] = True
+    else:
+        params["speaker_labels"] = True
+    if settings.assemblyai_language == "auto":
+        params["language_detection"] = True
+    elif settings.assemblyai_language:
+        params["language_code"] = settings.assemblyai_language
+    return params
+
+
+# -- claims ----------------------------------------------------------------
+
+
+def _claim(recording_id: int, stages: tuple[str, ...]) -> str | None:
+    """Take the recording for one worker, if it is in ``stages``, free and due."""
+    now = utcnow()
+    token = secrets.token_hex(8)
+    claimed = db.session.execute(
+        update(Recording)
+        .where(
+            Recording.id == recording_id,
+            Recording.stage.in_(stages),
+            or_(Recording.claimed_until.is_(None), Recording.claimed_until < now),
+            or_(Recording.next_attempt_at.is_(None), Recording.next_attempt_at <= now),
+        )
+        .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), claim_token=token)
+    ).rowcount
+    db.session.commit()
+    return token if claimed else None
+
+
+def _move(
+    recording_id: int,
+    token: str | None,
+    to: str,
+    *,
+    from_: tuple[str, ...] | None = None,
+    **values: Any,
+) -> bool:
+    """Move the recording to stage ``to``, if that move is allowed from where it is."""
+    allowed = stages_leading_to(to)
+    if from_ is not None:
+        assert set(from_) <= set(allowed), f"{from_} -> {to} is not a move the pipeline makes"
+        allowed = from_
+    conditions = [Recording.id == recording_id, Recording.stage.in_(allowed)]
+    if token is not None:
+        conditions.append(Recording.claim_token == token)
+    moved = db.session.execute(
+        update(Recording)
+        .where(*conditions)
+        .values(
+            stage=to,
+            stage_changed_at=utcnow(),
+            claimed_until=None,
+            claim_token=None,
+            attempts=0,
+            next_attempt_at=None,
+            **values,
+        )
+    ).rowcount
+    db.session.commit()
+    return bool(moved)
+
+
+def _release(recording_id: int, token: str) -> None:
+    db.session.execute(
+        update(Recording)
+        .where(Recording.id == recording_id, Recording.claim_token == token)
+        .values(claimed_until=None, claim_token=None)
+    )
+    db.session.commit()
+
+
+def _failed_attempt(recording_id: int, token: str | None, error: ProviderError) -> None:
+    """Count a failed attempt: retry later with backoff, or give up visibly."""
+    db.session.rollback()
+    recording = db.session.get(Recording, recording_id)
+    if recording is None:
+        return
+    attempts = recording.attempts + 1
+    limit = current_settings().job_max_attempts
+    if not error.retryable or attempts >= limit:
+        reason = str(error) if not error.retryable else f"{error} (gave up after {attempts} attempts)"
+        log.warning("recording %s failed: %s", recording.recording_sid, reason)
+        _move(recording_id, token, Stage.FAILED, last_error=reason)
+        return
+    delay = backoff_delay(attempts, error.retry_after)
+    conditions = [Recording.id == recording_id]
+    if token is not None:
+        conditions.append(Recording.claim_token == token)
+    db.session.execute(
+        update(Recording)
+        .where(*conditions)
+        .values(
+            attempts=attempts,
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
+            last_error=str(error),
+            claimed_until=None,
+            claim_token=None,
+        )
+    )
+    db.session.commit()
+    log.info(
+        "recording %s: attempt %d failed (%s); retrying in %.0f s",
+        recording.recording_sid,
+        attempts,
+        error,
+        delay,
+    )
+    raise RetryLater(delay)
+
+
+# -- the steps ---------------------------------------------------------------
+
+
+def advance_recording(recording_id: int) -> None:
+    """Deliver and submit a recording, as far as it still needs. Raises RetryLater."""
+    token = _claim(recording_id, (Stage.PENDING, Stage.DELIVERED))
+    if token is None:
+        return
+    try:
+        recording = db.session.get(Recording, recording_id)
+        assert recording is not None
+        if recording.stage == Stage.PENDING:
+            upload_url = _deliver(recording)
+            if not _move(recording_id, None, Stage.DELIVERED, upload_url=upload_url):
+                return
+            # _move let go of the claim; take it again for the next step.
+            token = _claim(recording_id, (Stage.DELIVERED,))
+            if token is None:
+                return
+            recording = db.session.get(Recording, recording_id)
+            assert recording is not None
+        _submit(recording, token)
+    except ProviderError as error:
+        _failed_attempt(recording_id, token, error)
+    except NotConfigured as error:
+        _release(recording_id, token)
+        log.warning("recording %s waits: %s", recording_id, error)
+    except BaseException:
+        _release(recording_id, token)
+        raise
+
+
+def _deliver(recording: Recording) -> str:
+    """Make the audio readable by AssemblyAI; returns the URL to transcribe."""
+    settings = current_settings()
+    if settings.recording_delivery == "url":
+        return twilio().media_url(recording.recording_sid)
+    client = assemblyai()
+    with twilio().open_media(recording.recording_sid, channels=recording.channels) as media:
+        upload_url = client.upload(media.chunks())
+    log.info(
+        "recording %s: uploaded %d bytes to AssemblyAI",
+        recording.recording_sid,
+        media.received,
+    )
+    return upload_url
+
+
+def _submit(recording: Recording, token: str) -> None:
+    settings = current_settings()
+    if not settings.base_url:
+        raise NotConfigured(["BASE_URL"], "transcription webhooks")
+    assert recording.upload_url is not None
+    client = assemblyai()
+    if recording.submit_started_at is not None:
+        # An earlier attempt sent a submission and never stored the answer
+        # (a crash, or a timeout): find that one rather than pay twice.
+        earlier = _find_submission(client, recording.upload_url, recording.submit_started_at)
+        if earlier is not None:
+            log.info("recording %s: found earlier submission %s", recording.recording_sid, earlier)
+            _submitted(recording.id, token, earlier, "queued")
+            return
+    db.session.execute(
+        update(Recording)
+        .where(Recording.id == recording.id, Recording.claim_token == token)
+        .values(submit_started_at=utcnow())
+    )
+    db.session.commit()
+    result = client.submit(transcript_params(recording, recording.upload_url, settings))
+    log.info("recording %s: submitted as transcript %s", recording.recording_sid, result.id)
+    _submitted(recording.id, token, result.id, result.status)
+
+
+def _find_submission(client: AssemblyAI, audio_url: str, since: datetime) -> str | None:
+    for listing in client.recent(created_on=since):
+        if listing.audio_url == audio_url:
+            return listing.id
+    return None
+
+
+def _submitted(recording_id: int, token: str | None, transcript_id: str, status: str) -> None:
+    """Store the transcript id we got (or found) for a recording."""
+    insert_ignore(
+        Transcript,
+        {
+            "transcript_id": transcript_id,
+            "recording_id": recording_id,
+            "status": status if status in TRANSCRIPT_STATUS_RANK else "queued",
+        },
+        "recording_id",
+    )
+    _move(recording_id, token, Stage.SUBMITTED, from_=(Stage.DELIVERED,))
+
+
+def transcript_webhook(recording_id: int, transcript_id: str) -> bool:
+    """AssemblyAI says a transcript is done. Returns whether a fetch was queued.
+
+    An id we never submitted is ignored. The one exception is a recording
+    whose submission is in flight: the webhook can beat the answer of our
+    own POST, and then it is how we learn the id.
+    """
+    recording = db.session.get(Recording, recording_id)
+    if recording is None:
+        log.warning("webhook for unknown recording %s ignored", recording_id)
+        return False
+    transcript = recording.transcript
+    if transcript is None:
+        in_flight = recording.stage == Stage.DELIVERED and recording.submit_started_at is not None
+        if not in_flight:
+            log.warning("webhook for recording %s names a transcript we never submitted", recording_id)
+            return False
+        _submitted(recording_id, None, transcript_id, "queued")
+    elif transcript.transcript_id != transcript_id:
+        log.warning("webhook for recording %s names another transcript; ignored", recording_id)
+        return False
+    db.session.commit()
+    jobs.queue().fetch_transcript(recording_id)
+    return True
+
+
+def fetch_transcript(recording_id: int) -> None:
+    """Read the transcript from AssemblyAI and store it. Raises RetryLater."""
+    transcript = db.session.scalar(select(Transcript).where(Transcript.recording_id == recording_id))
+    if transcript is None or transcript.status in ("completed", "error"):
+        return
+    try:
+        result = assemblyai().get(transcript.transcript_id)
+    except ProviderError as error:
+        _failed_attempt(recording_id, None, error)
+        return
+    store_transcript(recording_id, result)
+
+
+def store_transcript(recording_id: int, result: TranscriptResult) -> None:
+    if result.status not in TRANSCRIPT_STATUS_RANK:
+        return
+    values: dict[str, Any] = {"status": result.status}
+    if result.status == "completed":
+        values.update(
+            text=result.text or "",
+            words=result.words,
+            utterances=result.utterances,
+            confidence=result.confidence,
+            audio_duration=result.audio_duration,
+            language_code=result.language_code,
+            speech_model_used=result.speech_model_used,
+            completed_at=utcnow(),
+        )
+    elif result.status == "error":
+        values.update(error=(result.error or "unknown error")[:2000], completed_at=utcnow())
+    db.session.execute(
+        update(Transcript)
+        .where(
+            Transcript.recording_id == recording_id,
+            Transcript.transcript_id == result.id,
+            rank_below(Transcript.status, TRANSCRIPT_STATUS_RANK, result.status),
+        )
+        .values(**values)
+    )
+    db.session.commit()
+    if result.status == "completed":
+        _move(recording_id, None, Stage.TRANSCRIBED, last_error=None)
+        log.info("recording %s: transcript stored", recording_id)
+    elif result.status == "error":
+        _move(
+            recording_id, None, Stage.FAILED, last_error=f"AssemblyAI could not transcribe it: {result.error}"
+        )
+
+
+# -- reconciliation ----------------------------------------------------------
+
+
+def reconcile(now: datetime | None = None) -> dict[str, int]:
+    """Move on every recording that waited past its deadline; the queue may have lost it.
+
+    Returns how many recordings were sent to each job, for the log and tests.
+    """
+    now = now or utcnow()
+    deadline = now - timedelta(seconds=current_settings().reconcile_interval)
+    waited = func.coalesce(Recording.next_attempt_at, Recording.stage_changed_at) < deadline
+    free = or_(Recording.claimed_until.is_(None), Recording.claimed_until < now)
+    stuck = db.session.scalars(
+        select(Recording.id).where(Recording.stage.in_((Stage.PENDING, Stage.DELIVERED)), free, waited)
+    ).all()
+    unheard = db.session.scalars(select(Recording.id).where(Recording.stage == Stage.SUBMITTED, waited)).all()
+    db.session.commit()
+    queue = jobs.queue()
+    for recording_id in stuck:
+        queue.process_recording(recording_id)
+    for recording_id in unheard:
+        queue.fetch_transcript(recording_id)
+    if stuck or unheard:
+        log.info("reconcile: %d to advance, %d to poll", len(stuck), len(unheard))
+    return {"advance": len(stuck), "poll": len(unheard)}
+
+
+def retry_failed(recording_id: int) -> bool:
+    """A person asks to try a failed recording again, from where it stopped.
+
+    A transcript AssemblyAI still has (only our fetching failed) is fetched
+    again rather than paid for twice; one that AssemblyAI failed is dropped
+    and the audio submitted anew.
+    """
+    recording = db.session.get(Recording, recording_id)
+    if recording is None or recording.stage != Stage.FAILED:
+        return False
+    transcript = recording.transcript
+    if transcript is not None and transcript.status != "error":
+        to = Stage.SUBMITTED
+    else:
+        if transcript is not None:
+            db.session.delete(transcript)
+            db.session.flush()
+        to = Stage.DELIVERED if recording.upload_url else Stage.PENDING
+    if not _move(recording_id, None, to, from_=(Stage.FAILED,), last_error=None, submit_started_at=None):
+        return False
+    if to == Stage.SUBMITTED:
+        jobs.queue().fetch_transcript(recording_id)
+    else:
+        jobs.queue().process_recording(recording_id)
+    return True

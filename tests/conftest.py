@@ -1,0 +1,244 @@
+"""Shared fixtures: a fresh app per test on a real database and a real queue.
+
+Two configurations, the same two a deployment has:
+
+* ``sqlite``: SQLite (WAL) and Huey on SQLite, in the test's own folder;
+* ``postgres+redis``: PostgreSQL from ``TEST_DATABASE_URL`` and Huey on Redis
+  from ``TEST_REDIS_URL``. Skipped, saying why, when either is not set or
+  not reachable; ``.ci/run`` sets both.
+
+Providers are faked only at the HTTP boundary, by the servers in
+``tests/fakes`` on 127.0.0.1. Twilio requests are signed the way Twilio
+signs them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from twilio.request_validator import RequestValidator
+
+from app import create_app
+from app.config import Settings
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.twilio_api import FakeTwilio
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "test-twilio-auth-token-5f2b9c"
+ASSEMBLYAI_KEY = "test-assemblyai-key-8d41e0"
+BASE_URL = "https://callscribe.example"
+TWILIO_NUMBER = "+14155550100"
+ADMIN_PASSWORD = "test-admin-password-7c1d"
+SECRET_KEY = "test-secret-key-1b6f0e3a9d"
+
+BACKENDS = ("sqlite", "postgres+redis")
+
+
+def reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+            return True
+    except OSError:
+        return False
+
+
+def server_backend_or_skip() -> tuple[str, str]:
+    """PostgreSQL and Redis URLs for the scale-out configuration, or skip saying why."""
+    database_url = os.environ.get("TEST_DATABASE_URL")
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not database_url or not redis_url:
+        pytest.skip("postgres+redis: set TEST_DATABASE_URL and TEST_REDIS_URL to run (.ci/run does)")
+    if not reachable(database_url, 5432):
+        pytest.skip(f"postgres+redis: PostgreSQL at {urlsplit(database_url).netloc} is not reachable")
+    if not reachable(redis_url, 6379):
+        pytest.skip(f"postgres+redis: Redis at {urlsplit(redis_url).netloc} is not reachable")
+    return database_url, redis_url
+
+
+def reset_postgres(url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(Settings.from_env({"DATABASE_URL": url, "SECRET_KEY": "x"}).database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[dict[str, str]]:
+    """Environment variables that put the app on one storage configuration."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    database_url, redis_url = server_backend_or_skip()
+    reset_postgres(database_url)
+    yield {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "QUEUE_NAME": f"test-{uuid.uuid4().hex}"}
+
+
+@pytest.fixture
+def twilio_api() -> Iterator[FakeTwilio]:
+    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def assemblyai_api() -> Iterator[FakeAssemblyAI]:
+    with FakeAssemblyAI(ASSEMBLYAI_KEY, auto_complete=False) as fake:
+        yield fake
+
+
+def full_env(twilio_api: FakeTwilio | None, assemblyai_api: FakeAssemblyAI | None) -> dict[str, str]:
+    env = {
+        "SECRET_KEY": SECRET_KEY,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_PHONE_NUMBER": TWILIO_NUMBER,
+        "BASE_URL": BASE_URL,
+        "ASSEMBLYAI_API_KEY": ASSEMBLYAI_KEY,
+        "ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+    if twilio_api is not None:
+        env["TWILIO_API_BASE_URL"] = twilio_api.base_url
+    if assemblyai_api is not None:
+        env["ASSEMBLYAI_BASE_URL"] = assemblyai_api.base_url
+    return env
+
+
+@pytest.fixture
+def make_app(
+    tmp_path: Any, backend: dict[str, str], twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> Iterator[Callable[..., Flask]]:
+    """Build an app with the given environment changes; None removes a variable."""
+    apps: list[Flask] = []
+
+    def build(**changes: str | None) -> Flask:
+        env = {**full_env(twilio_api, assemblyai_api), **backend}
+        for name, value in changes.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        instance = str(tmp_path / f"instance{len(apps)}")
+        app = create_app(Settings.from_env(env, instance_path=instance), instance_path=instance)
+        app.config["TESTING"] = True
+        with app.app_context():
+            from flask_migrate import upgrade
+
+            upgrade()
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["jobs"].huey.flush()
+        with app.app_context():
+            from app.models import db
+
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+# -- Twilio, as Twilio would call us --------------------------------------
+
+
+def twilio_signature(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
+    return RequestValidator(token).compute_signature(url, params)
+
+
+def post_twilio(
+    client: FlaskClient,
+    path: str,
+    params: dict[str, str],
+    *,
+    query: str = "",
+    token: str = AUTH_TOKEN,
+    signature: str | None = None,
+) -> Any:
+    """POST a form the way Twilio does: signed over the public URL it called."""
+    url = f"{BASE_URL}{path}" + (f"?{query}" if query else "")
+    if signature is None:
+        signature = twilio_signature(url, params, token)
+    return client.post(
+        path + (f"?{query}" if query else ""),
+        data=urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": signature},
+    )
+
+
+def call_sid(n: int = 1) -> str:
+    return "CA" + f"{n:032x}"
+
+
+def recording_sid(n: int = 1) -> str:
+    return "RE" + f"{n:032x}"
+
+
+def call_status_form(sid: str, status: str, **extra: str) -> dict[str, str]:
+    form = {
+        "AccountSid": ACCOUNT_SID,
+        "CallSid": sid,
+        "CallStatus": status,
+        "Direction": "inbound",
+        "From": "+14155550123",
+        "To": TWILIO_NUMBER,
+        "ApiVersion": "2010-04-01",
+    }
+    form.update(extra)
+    return form
+
+
+def recording_form(call: str, recording: str, status: str = "completed", **extra: str) -> dict[str, str]:
+    form = {
+        "AccountSid": ACCOUNT_SID,
+        "CallSid": call,
+        "RecordingSid": recording,
+        "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{recording}",
+        "RecordingStatus": status,
+        "RecordingDuration": "7",
+        "RecordingChannels": "1",
+        "RecordingSource": "RecordVerb",
+        "RecordingStartTime": "Sun, 22 Nov 2026 10:00:00 +0000",
+    }
+    form.update(extra)
+    return form
+
+
+# -- the queue -------------------------------------------------------------
+
+
+def run_jobs(app: Flask, limit: int = 50) -> int:
+    """Run what the queue holds now, as the worker would; returns how many ran."""
+    huey = app.extensions["jobs"].huey
+    ran = 0
+    while ran < limit:
+        task = huey.dequeue()
+        if task is None:
+            return ran
+        huey.execute(task)
+        ran += 1
+    raise AssertionError(f"the queue did not drain after {limit} jobs")
+
+
+def login(client: FlaskClient, password: str = ADMIN_PASSWORD) -> Any:
+    return client.post("/login", data={"username": "admin", "password": password})
