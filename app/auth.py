@@ -11,6 +11,7 @@ from flask import (
     Flask,
     Response,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -32,6 +33,14 @@ ADMIN = "admin"
 class User(UserMixin):
     def __init__(self, name: str) -> None:
         self.id = name
+
+
+@login_manager.unauthorized_handler
+def unauthorized() -> Response:
+    """Scripts get a 401 they can read; people get the login page."""
+    if request.is_json or request.accept_mimetypes.best == "application/json":
+        return jsonify(error="Log in first."), 401  # type: ignore[return-value]
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))  # type: ignore[return-value]
 
 
 @login_manager.user_loader

@@ -59,11 +59,11 @@ def test_goodbye_hangs_up() -> None:
 def test_greeting_text_cannot_inject_verbs() -> None:
     root = parse(
         twiml.voicemail(
-            greeting='</Say><Dial>+19005550100</Dial><Say>',
+            greeting="</Say><Dial>+19005550100</Dial><Say>",
             max_seconds=60,
             recording_callback=CALLBACK,
             after_url=AFTER,
         )
     )
     assert [element.tag for element in root] == ["Say", "Record"]
-    assert root[0].text == '</Say><Dial>+19005550100</Dial><Say>'
+    assert root[0].text == "</Say><Dial>+19005550100</Dial><Say>"

@@ -65,15 +65,19 @@ class RecordingMedia:
             for chunk in self._response.iter_content(CHUNK_SIZE):
                 self.received += len(chunk)
                 yield chunk
-        except requests.RequestException as exc:
-            raise error_from_exception(f"{NAME} media", exc) from None
+        except requests.RequestException:
+            self._cut_short()
         if self.expected_length is not None and self.received != self.expected_length:
-            raise ProviderError(
-                f"{NAME} recording download was cut short ({self.received} of {self.expected_length} bytes)",
-                retryable=True,
-            )
+            self._cut_short()
         if self.received == 0:
             raise ProviderError(f"{NAME} sent an empty recording", retryable=True)
+
+    def _cut_short(self) -> None:
+        expected = f" of {self.expected_length}" if self.expected_length is not None else ""
+        raise ProviderError(
+            f"{NAME} recording download was cut short ({self.received}{expected} bytes)",
+            retryable=True,
+        )
 
 
 class Twilio:
