@@ -16,6 +16,7 @@ def register(app: Flask) -> None:
     @app.cli.command("worker")
     @click.option(
         "--threads",
+        type=click.IntRange(1, 64),
         default=lambda: int(os.environ.get("WORKER_THREADS", "2")),
         show_default="WORKER_THREADS or 2",
         help="Jobs run at once in this process.",
