@@ -123,7 +123,12 @@ def register_blueprints(app: Flask) -> None:
 
 
 def _wants_json() -> bool:
-    return request.is_json or request.path.startswith(("/twilio/", "/assemblyai/", "/dial"))
+    """Webhooks and scripts get JSON errors; people get a page."""
+    return (
+        request.is_json
+        or request.accept_mimetypes.best == "application/json"
+        or request.path.startswith(("/twilio/", "/assemblyai/"))
+    )
 
 
 def register_error_handlers(app: Flask) -> None:

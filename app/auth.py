@@ -67,7 +67,8 @@ def _safe_next(target: str | None) -> str:
     """Only a path on this site: never redirect a user off-site after login."""
     if target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
+        local = target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target
+        if local and not parts.scheme and not parts.netloc:
             return target
     return url_for("pages.home")
 

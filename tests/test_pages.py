@@ -1,0 +1,534 @@
+"""The dashboard as its one user sees it: login, setup checklist, calls, transcripts, health.
+
+Data reaches the pages the way it does in production: through signed Twilio
+webhooks, the queue, and AssemblyAI's webhook, with both providers faked at
+the HTTP boundary only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from app import create_app
+from app.config import WEBHOOK_HEADER_NAME, Settings
+from app.models import Recording, Transcript, db
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    ASSEMBLYAI_KEY,
+    AUTH_TOKEN,
+    SECRET_KEY,
+    TWILIO_NUMBER,
+    call_sid,
+    call_status_form,
+    full_env,
+    login,
+    post_twilio,
+    recording_form,
+    recording_sid,
+    run_jobs,
+)
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.twilio_api import FakeTwilio
+
+CALLER = "+14155550123"
+
+# -- reading pages ---------------------------------------------------------------
+
+
+class _PageParser(HTMLParser):
+    """Collects the visible text, the rows of the calls table, and text by CSS class."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.rows: list[list[str]] = []
+        self.by_class: dict[str, list[str]] = {}
+        self._cell: list[str] | None = None
+        # One entry per open element: the classes it opened text capture for.
+        self._open: list[tuple[str, list[str]]] = []
+        self._captures: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._cell = []
+        if tag in ("br", "meta", "link", "input", "img"):
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        for name in classes:
+            self._captures[name] = []
+        self._open.append((tag, classes))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None and self.rows:
+            self.rows[-1].append(_squash("".join(self._cell)))
+            self._cell = None
+        while self._open:
+            opened, classes = self._open.pop()
+            for name in classes:
+                self.by_class.setdefault(name, []).append(_squash("".join(self._captures.pop(name))))
+            if opened == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+        for captured in self._captures.values():
+            captured.append(data)
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@dataclass
+class Page:
+    html: str
+    text: str
+    rows: list[list[str]]
+    by_class: dict[str, list[str]]
+
+
+def page(response: Any) -> Page:
+    html = response.get_data(as_text=True)
+    parser = _PageParser()
+    parser.feed(html)
+    parser.close()
+    return Page(
+        html=html,
+        text=_squash("".join(parser.text)),
+        rows=[row for row in parser.rows if row],
+        by_class=parser.by_class,
+    )
+
+
+# -- putting calls on the page ------------------------------------------------------
+
+
+@dataclass
+class Calls:
+    """Drives the app the way Twilio and AssemblyAI would, to put calls on the pages."""
+
+    app: Flask
+    client: FlaskClient
+    twilio: FakeTwilio
+    assemblyai: FakeAssemblyAI
+
+    def call(self, n: int, *, from_number: str = CALLER, status: str = "completed", **extra: str) -> str:
+        sid = call_sid(n)
+        form = call_status_form(sid, status, From=from_number, **extra)
+        assert post_twilio(self.client, "/twilio/call-status", form).status_code == 204
+        return sid
+
+    def recorded(self, n: int, *, channels: int = 1, source: str = "RecordVerb", **call: str) -> int:
+        """A completed call whose recording has been handed to AssemblyAI; returns the recording id."""
+        sid = self.call(n, **call)
+        rec = recording_sid(n)
+        self.twilio.add_recording(rec, b"RIFF" + bytes([n]) * 256, sid, channels)
+        form = recording_form(sid, rec, RecordingChannels=str(channels), RecordingSource=source)
+        assert post_twilio(self.client, "/twilio/recording-status", form).status_code == 204
+        run_jobs(self.app)
+        return self.recording(n).id
+
+    def with_transcript(
+        self,
+        n: int,
+        text: str,
+        utterances: list[dict[str, Any]] | None = None,
+        *,
+        channels: int = 1,
+        source: str = "RecordVerb",
+        **call: str,
+    ) -> str:
+        """A call whose transcript is stored, having come the whole way through the pipeline."""
+        recording_id = self.recorded(n, channels=channels, source=source, **call)
+        with self.app.app_context():
+            transcript_id = db.session.scalars(
+                select(Transcript.transcript_id).where(Transcript.recording_id == recording_id)
+            ).one()
+        self.assemblyai.complete(transcript_id, text=text, utterances=utterances)
+        response = self.client.post(
+            f"/assemblyai/webhook?recording={recording_id}",
+            json={"transcript_id": transcript_id, "status": "completed"},
+            headers={WEBHOOK_HEADER_NAME: self.app.extensions["settings"].webhook_secret},
+        )
+        assert response.status_code == 200
+        run_jobs(self.app)
+        assert self.recording(n).stage == "transcribed"
+        return call_sid(n)
+
+    def recording(self, n: int) -> Recording:
+        with self.app.app_context():
+            row = db.session.scalars(
+                select(Recording).where(Recording.recording_sid == recording_sid(n))
+            ).one()
+            db.session.expunge(row)
+            return row
+
+
+@pytest.fixture
+def calls(app: Flask, client: FlaskClient, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI) -> Calls:
+    return Calls(app, client, twilio_api, assemblyai_api)
+
+
+@pytest.fixture
+def admin(client: FlaskClient) -> FlaskClient:
+    """The client, logged in."""
+    assert login(client).status_code == 302
+    return client
+
+
+# -- who may see what ---------------------------------------------------------------
+
+
+def test_home_redirects_to_login_when_fully_configured(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 302
+    assert urlsplit(response.location).path == "/login"
+
+
+def test_call_page_redirects_to_login_with_next(calls: Calls, client: FlaskClient) -> None:
+    sid = calls.call(1)
+    response = client.get(f"/calls/{sid}")
+    assert response.status_code == 302
+    location = urlsplit(response.location)
+    assert location.path == "/login"
+    assert parse_qs(location.query)["next"] == [f"/calls/{sid}"]
+
+
+def test_login_returns_to_the_page_asked_for(calls: Calls, client: FlaskClient) -> None:
+    sid = calls.call(1)
+    login_url = client.get(f"/calls/{sid}").location
+    response = client.post(login_url, data={"username": "admin", "password": ADMIN_PASSWORD})
+    assert response.status_code == 302
+    assert response.location == f"/calls/{sid}"
+    shown = client.get(response.location)
+    assert shown.status_code == 200
+    assert sid in page(shown).text
+
+
+# -- the setup checklist ---------------------------------------------------------------
+
+
+def test_setup_checklist_names_each_missing_variable(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ADMIN_PASSWORD=None, BASE_URL=None, TWILIO_PHONE_NUMBER=None, ASSEMBLYAI_API_KEY=None)
+    response = app.test_client().get("/")
+    assert response.status_code == 200
+    text = page(response).text
+    for name in ("ADMIN_PASSWORD", "BASE_URL", "TWILIO_PHONE_NUMBER", "ASSEMBLYAI_API_KEY"):
+        assert f"{name} is not set" in text
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+        assert f"{name} is not set" not in text
+
+
+def test_setup_checklist_without_base_url_still_lists_the_webhook_paths(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(ADMIN_PASSWORD=None, BASE_URL=None)
+    text = page(app.test_client().get("/")).text
+    assert "/twilio/voice" in text
+    assert "/twilio/call-status" in text
+
+
+def test_setup_checklist_shows_the_exact_webhook_urls(make_app: Callable[..., Flask]) -> None:
+    app = make_app(TWILIO_AUTH_TOKEN=None)
+    response = app.test_client().get("/")
+    assert response.status_code == 200
+    text = page(response).text
+    assert "TWILIO_AUTH_TOKEN is not set" in text
+    assert "https://callscribe.example/twilio/voice" in text
+    assert "https://callscribe.example/twilio/call-status" in text
+
+
+@pytest.mark.parametrize("path", ["/", "/login"])
+def test_setup_checklist_never_shows_a_secret(make_app: Callable[..., Flask], path: str) -> None:
+    app = make_app(TWILIO_PHONE_NUMBER=None)
+    response = app.test_client().get(path)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "TWILIO_PHONE_NUMBER is not set" in page(response).text
+    secrets = {ASSEMBLYAI_KEY, SECRET_KEY, AUTH_TOKEN, ADMIN_PASSWORD, *app.extensions["settings"].secrets()}
+    for secret in secrets:
+        assert secret not in html
+
+
+# -- logging in and out ------------------------------------------------------------------
+
+
+def test_wrong_password_is_refused_with_401_saying_so(client: FlaskClient) -> None:
+    response = login(client, password="not-the-password")
+    assert response.status_code == 401
+    assert "Wrong username or password." in page(response).text
+    assert client.get("/").status_code == 302
+
+
+def test_right_password_redirects_home_with_a_session(client: FlaskClient) -> None:
+    response = login(client)
+    assert response.status_code == 302
+    assert response.location == "/"
+    home = client.get("/")
+    assert home.status_code == 200
+    assert "Log out" in page(home).text
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example", "/\\evil.example"],
+    ids=["absolute", "scheme-relative", "backslash"],
+)
+def test_login_never_follows_next_off_site(client: FlaskClient, target: str) -> None:
+    response = client.post(
+        "/login", query_string={"next": target}, data={"username": "admin", "password": ADMIN_PASSWORD}
+    )
+    assert response.status_code == 302
+    location = response.location
+    parts = urlsplit(location)
+    assert (parts.scheme, parts.netloc) == ("", "")
+    assert location.startswith("/")
+    assert not location.startswith(("//", "/\\"))
+
+
+def test_logout_by_get_is_refused_and_keeps_the_session(admin: FlaskClient) -> None:
+    assert admin.get("/logout").status_code == 405
+    assert admin.get("/").status_code == 200
+
+
+def test_logout_ends_the_session(admin: FlaskClient) -> None:
+    response = admin.post("/logout")
+    assert response.status_code == 302
+    assert urlsplit(response.location).path == "/login"
+    assert admin.get("/").status_code == 302
+
+
+# -- the list of calls -----------------------------------------------------------------------
+
+
+def test_calls_list_shows_newest_first(calls: Calls, admin: FlaskClient) -> None:
+    for n, caller in enumerate(("+14155550101", "+14155550102", "+14155550103"), start=1):
+        calls.call(n, from_number=caller)
+    rows = page(admin.get("/")).rows
+    assert [row[2] for row in rows] == ["+14155550103", "+14155550102", "+14155550101"]
+
+
+def test_calls_list_shows_every_column(calls: Calls, admin: FlaskClient) -> None:
+    text = (
+        "Hello, this is Ada calling about the invoice for November. "
+        "It seems we were charged twice for the same delivery, so could someone "
+        "please call me back this afternoon? Thanks, goodbye-marker."
+    )
+    calls.with_transcript(1, text, CallDuration="42", Timestamp="Sun, 22 Nov 2026 10:00:47 +0000")
+    (row,) = page(admin.get("/")).rows
+    assert row[:7] == ["2026-11-22 10:00", "inbound", CALLER, TWILIO_NUMBER, "completed", "42 s", "done"]
+    assert row[7].startswith("Hello, this is Ada calling about the invoice for November.")
+    assert "goodbye-marker" not in row[7]
+
+
+def test_search_finds_a_call_by_transcript_text(calls: Calls, admin: FlaskClient) -> None:
+    calls.with_transcript(1, "The parcel arrived damaged.", from_number="+14155550101")
+    calls.with_transcript(2, "Please call me back about dinner.", from_number="+14155550102")
+    rows = page(admin.get("/", query_string={"q": "PARCEL"})).rows
+    assert [row[2] for row in rows] == ["+14155550101"]
+
+
+def test_search_finds_a_call_by_number(calls: Calls, admin: FlaskClient) -> None:
+    calls.call(1, from_number="+14155550101")
+    calls.call(2, from_number="+14155550177")
+    rows = page(admin.get("/", query_string={"q": "5550177"})).rows
+    assert [row[2] for row in rows] == ["+14155550177"]
+
+
+@pytest.mark.parametrize("wildcard", ["%", "_"])
+def test_search_treats_like_wildcards_literally(calls: Calls, admin: FlaskClient, wildcard: str) -> None:
+    calls.with_transcript(1, "Nothing special in here.", from_number="+14155550101")
+    calls.call(2, from_number="+14155550102")
+    response = admin.get("/", query_string={"q": wildcard})
+    assert response.status_code == 200
+    assert page(response).rows == []
+    assert "No call matches." in page(response).text
+
+
+def test_search_finds_a_literal_percent_sign(calls: Calls, admin: FlaskClient) -> None:
+    calls.with_transcript(1, "We offer 50% off this week.", from_number="+14155550101")
+    calls.with_transcript(2, "We offer 500 boxes this week.", from_number="+14155550102")
+    rows = page(admin.get("/", query_string={"q": "50%"})).rows
+    assert [row[2] for row in rows] == ["+14155550101"]
+
+
+# -- one call --------------------------------------------------------------------------------
+
+
+def test_call_page_shows_the_full_text_and_each_speakers_turns(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(
+        1,
+        "Hello, you reached Ada. Hi Ada, it is Bob about the boiler.",
+        [
+            {"speaker": "A", "text": "Hello, you reached Ada."},
+            {"speaker": "B", "text": "Hi Ada, it is Bob about the boiler."},
+        ],
+    )
+    shown = page(admin.get(f"/calls/{sid}"))
+    assert shown.by_class["transcript"] == ["Hello, you reached Ada. Hi Ada, it is Bob about the boiler."]
+    assert list(zip(shown.by_class["who"], shown.by_class["said"], strict=True)) == [
+        ("Speaker A", "Hello, you reached Ada."),
+        ("Speaker B", "Hi Ada, it is Bob about the boiler."),
+    ]
+
+
+def test_call_page_labels_the_channels_of_a_forwarded_call(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(
+        1,
+        "Is the shop open? Yes, until six.",
+        [{"channel": 1, "text": "Is the shop open?"}, {"channel": 2, "text": "Yes, until six."}],
+        channels=2,
+        source="DialVerb",
+    )
+    shown = page(admin.get(f"/calls/{sid}"))
+    assert list(zip(shown.by_class["who"], shown.by_class["said"], strict=True)) == [
+        ("Caller", "Is the shop open?"),
+        ("Answered by", "Yes, until six."),
+    ]
+
+
+def test_absent_recording_says_too_short_or_silent_with_twilio_code(
+    calls: Calls, client: FlaskClient, admin: FlaskClient
+) -> None:
+    sid = calls.call(1)
+    form = recording_form(sid, recording_sid(1), status="absent", ErrorCode="16101")
+    assert post_twilio(client, "/twilio/recording-status", form).status_code == 204
+    text = page(admin.get(f"/calls/{sid}")).text
+    assert "No audio: the recording was too short or silent (Twilio error 16101)." in text
+
+
+def a_failed_recording(calls: Calls, assemblyai_api: FakeAssemblyAI) -> int:
+    """AssemblyAI rejects the submission for good (a 400), so the recording fails."""
+    assemblyai_api.fail_next("submit", status=400)
+    recording_id = calls.recorded(1)
+    failed = calls.recording(1)
+    assert failed.stage == "failed"
+    assert failed.last_error == "AssemblyAI answered HTTP 400: Bad request"
+    return recording_id
+
+
+def test_failed_recording_shows_its_reason_and_a_retry_button(
+    calls: Calls, assemblyai_api: FakeAssemblyAI, admin: FlaskClient
+) -> None:
+    recording_id = a_failed_recording(calls, assemblyai_api)
+    shown = page(admin.get(f"/calls/{call_sid(1)}"))
+    assert "Transcription failed" in shown.text
+    assert "AssemblyAI answered HTTP 400: Bad request" in shown.text
+    assert f'action="/recordings/{recording_id}/retry"' in shown.html
+    assert "Try again" in shown.text
+
+
+def test_retrying_a_failed_recording_submits_it_again(
+    app: Flask, calls: Calls, assemblyai_api: FakeAssemblyAI, admin: FlaskClient
+) -> None:
+    recording_id = a_failed_recording(calls, assemblyai_api)
+    response = admin.post(f"/recordings/{recording_id}/retry")
+    assert response.status_code == 302
+    assert response.location == f"/calls/{call_sid(1)}"
+    waiting = calls.recording(1)
+    assert (waiting.stage, waiting.last_error) == ("delivered", None)
+    run_jobs(app)
+    assert len(assemblyai_api.requests_of("submit")) == 2
+    assert len(assemblyai_api.submissions) == 1
+    assert calls.recording(1).stage == "submitted"
+
+
+def test_retry_needs_a_login(calls: Calls, assemblyai_api: FakeAssemblyAI, client: FlaskClient) -> None:
+    recording_id = a_failed_recording(calls, assemblyai_api)
+    response = client.post(f"/recordings/{recording_id}/retry")
+    assert response.status_code == 302
+    assert urlsplit(response.location).path == "/login"
+    assert calls.recording(1).stage == "failed"
+
+
+def test_unknown_call_is_a_404(admin: FlaskClient) -> None:
+    response = admin.get(f"/calls/{call_sid(404)}")
+    assert response.status_code == 404
+    assert "No such call." in page(response).text
+
+
+def test_retrying_an_unknown_recording_is_a_404(admin: FlaskClient) -> None:
+    assert admin.post("/recordings/999999/retry").status_code == 404
+
+
+# -- escaping ---------------------------------------------------------------------------------
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+
+
+@pytest.mark.parametrize("where", ["list", "call page"])
+def test_caller_id_markup_is_escaped(calls: Calls, admin: FlaskClient, where: str) -> None:
+    sid = calls.call(1, from_number=SCRIPT)
+    html = admin.get("/" if where == "list" else f"/calls/{sid}").get_data(as_text=True)
+    assert SCRIPT not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+@pytest.mark.parametrize("where", ["list", "call page"])
+def test_transcript_markup_is_escaped(calls: Calls, admin: FlaskClient, where: str) -> None:
+    sid = calls.with_transcript(1, f"Look: {IMG} there.", [{"speaker": "A", "text": f"Look: {IMG} there."}])
+    html = admin.get("/" if where == "list" else f"/calls/{sid}").get_data(as_text=True)
+    assert IMG not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_search_query_is_escaped_on_the_page(admin: FlaskClient) -> None:
+    html = admin.get("/", query_string={"q": SCRIPT}).get_data(as_text=True)
+    assert SCRIPT not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+def test_healthz_is_ok_when_the_database_answers(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+@pytest.fixture(
+    params=["sqlite:////nonexistent-dir/callscribe.db", "postgresql://postgres@127.0.0.1:1/none"],
+    ids=["sqlite", "postgres"],
+)
+def unreachable_db_app(
+    request: pytest.FixtureRequest, tmp_path: Any, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> Iterator[Flask]:
+    """An app whose database cannot be reached (built directly: make_app would migrate)."""
+    instance = str(tmp_path / "instance")
+    env = {**full_env(twilio_api, assemblyai_api), "DATABASE_URL": request.param}
+    app = create_app(Settings.from_env(env, instance_path=instance), instance_path=instance)
+    app.config["TESTING"] = True
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(unreachable_db_app: Flask) -> None:
+    response = unreachable_db_app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "database unreachable"}
+
+
+def test_twilio_webhook_is_503_when_the_database_is_unreachable(unreachable_db_app: Flask) -> None:
+    """A 5xx makes Twilio retry; a 4xx would lose the callback for good."""
+    client = unreachable_db_app.test_client()
+    response = post_twilio(client, "/twilio/call-status", call_status_form(call_sid(), "completed"))
+    assert response.status_code == 503
+    assert "database" in response.get_json()["error"]
