@@ -95,6 +95,7 @@ def create_huey(app: Flask) -> Huey:
     return SqliteHuey(
         settings.queue_name,
         filename=os.path.join(app.instance_path, "queue.db"),
+        timeout=15,
         results=False,
     )
 

@@ -532,3 +532,15 @@ def test_twilio_webhook_is_503_when_the_database_is_unreachable(unreachable_db_a
     response = post_twilio(client, "/twilio/call-status", call_status_form(call_sid(), "completed"))
     assert response.status_code == 503
     assert "database" in response.get_json()["error"]
+
+
+def test_assemblyai_webhook_is_503_when_the_database_is_unreachable(unreachable_db_app: Flask) -> None:
+    """AssemblyAI never retries after a 4xx, so our own outage must be a 5xx."""
+    client = unreachable_db_app.test_client()
+    secret = unreachable_db_app.extensions["settings"].webhook_secret
+    response = client.post(
+        "/assemblyai/webhook?recording=1",
+        json={"transcript_id": "5551f0a8-0000-4000-8000-000000000000", "status": "completed"},
+        headers={WEBHOOK_HEADER_NAME: secret},
+    )
+    assert response.status_code == 503
