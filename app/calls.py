@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from werkzeug.exceptions import BadRequest
 
 from . import jobs
-from .config import NotConfigured, current_settings
+from .config import current_settings, require
 from .models import (
     CALL_STATUS_RANK,
     RECORDING_STATUS_RANK,
@@ -43,15 +43,12 @@ def twilio() -> Twilio:
     client: Twilio | None = current_app.extensions["twilio"]
     if client is None:
         settings = current_settings()
-        missing = [
-            name
-            for name, value in (
-                ("TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
-                ("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
-            )
-            if not value
-        ]
-        raise NotConfigured(missing, "Twilio")
+        require(
+            "Twilio",
+            TWILIO_ACCOUNT_SID=settings.twilio_account_sid,
+            TWILIO_AUTH_TOKEN=settings.twilio_auth_token,
+        )
+        raise AssertionError("the Twilio adapter exists whenever its settings do")
     return client
 
 
@@ -258,16 +255,7 @@ def place_call(to: str) -> Call:
     """Ask Twilio to call ``to``, record the callee, and store the call."""
     settings = current_settings()
     number = parse_e164(to)
-    missing = [
-        name
-        for name, value in (
-            ("TWILIO_PHONE_NUMBER", settings.twilio_phone_number),
-            ("BASE_URL", settings.base_url),
-        )
-        if not value
-    ]
-    if missing:
-        raise NotConfigured(missing, "placing calls")
+    require("placing calls", TWILIO_PHONE_NUMBER=settings.twilio_phone_number, BASE_URL=settings.base_url)
     assert settings.twilio_phone_number is not None and settings.base_url is not None
     placed = twilio().place_call(
         to=number,

@@ -42,6 +42,13 @@ class NotConfigured(Exception):
         super().__init__(f"Not configured: {feature} needs {' and '.join(variables)}.")
 
 
+def require(feature: str, **values: str | None) -> None:
+    """Raise NotConfigured naming every variable in ``values`` that is not set."""
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise NotConfigured(missing, feature)
+
+
 def current_settings() -> Settings:
     from flask import current_app
 

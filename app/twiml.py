@@ -17,17 +17,7 @@ def voicemail(*, greeting: str, max_seconds: int, recording_callback: str, after
     """Inbound call, nobody to forward to: greet, then record the caller (mono)."""
     response = VoiceResponse()
     response.say(greeting)
-    response.record(
-        max_length=max_seconds,
-        play_beep=True,
-        # Without an action Twilio fetches this same document again when the
-        # recording ends, and the caller would be greeted in a loop.
-        action=after_url,
-        method="POST",
-        recording_status_callback=recording_callback,
-        recording_status_callback_method="POST",
-        recording_status_callback_event=RECORDING_EVENTS,
-    )
+    _record(response, max_seconds, recording_callback, after_url)
     return str(response)
 
 
@@ -50,16 +40,22 @@ def outbound(*, max_seconds: int, recording_callback: str, after_url: str) -> st
     """An outbound call from /dial, once answered: tell the callee, record them."""
     response = VoiceResponse()
     response.say(f"{RECORDING_NOTICE} Please speak after the beep.")
+    _record(response, max_seconds, recording_callback, after_url)
+    return str(response)
+
+
+def _record(response: VoiceResponse, max_seconds: int, recording_callback: str, after_url: str) -> None:
     response.record(
         max_length=max_seconds,
         play_beep=True,
+        # Without an action Twilio fetches the same document again when the
+        # recording ends, and the caller would hear the start in a loop.
         action=after_url,
         method="POST",
         recording_status_callback=recording_callback,
         recording_status_callback_method="POST",
         recording_status_callback_event=RECORDING_EVENTS,
     )
-    return str(response)
 
 
 def goodbye() -> str:

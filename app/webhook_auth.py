@@ -20,7 +20,7 @@ from typing import Any
 from flask import abort, request
 from twilio.request_validator import RequestValidator
 
-from .config import WEBHOOK_HEADER_NAME, NotConfigured, current_settings
+from .config import WEBHOOK_HEADER_NAME, current_settings, require
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +40,7 @@ def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def checked(*args: Any, **kwargs: Any) -> Any:
         settings = current_settings()
-        missing = [
-            name
-            for name, value in (
-                ("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
-                ("BASE_URL", settings.base_url),
-            )
-            if not value
-        ]
-        if missing:
-            raise NotConfigured(missing, "Twilio webhooks")
+        require("Twilio webhooks", TWILIO_AUTH_TOKEN=settings.twilio_auth_token, BASE_URL=settings.base_url)
         assert settings.twilio_auth_token is not None
         signature = request.headers.get("X-Twilio-Signature", "")
         validator = RequestValidator(settings.twilio_auth_token)
