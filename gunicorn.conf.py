@@ -2,7 +2,8 @@
 
 import os
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
+# All interfaces by default, as platforms need; make run binds 127.0.0.1.
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"  # noqa: S104
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 # Webhook routes answer in milliseconds; only /dial waits on Twilio.
@@ -10,3 +11,6 @@ timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 20
 accesslog = "-"
 errorlog = "-"
+# gunicorn's control socket lives in $HOME by default, shared by every
+# instance on the machine; nothing here uses it.
+control_socket_disable = True

@@ -28,7 +28,14 @@ def register(app: Flask) -> None:
     )
     def worker(threads: int, periodic: bool) -> None:
         """Run the background worker (Huey consumer) until stopped."""
-        consumer = jobs.queue().huey.create_consumer(workers=threads, periodic=periodic, worker_type="thread")
+        consumer = jobs.queue().huey.create_consumer(
+            workers=threads,
+            periodic=periodic,
+            worker_type="thread",
+            # Look at an idle queue at least every second (Huey's default
+            # backs off to 10 s): a recording needs two jobs in a row.
+            max_delay=1.0,
+        )
         click.echo(f"worker: {threads} thread(s), reconciliation {'on' if periodic else 'off'}")
         consumer.run()
 

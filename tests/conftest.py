@@ -18,6 +18,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -91,31 +92,34 @@ def postgres_schema(url: str, schema: str, *, drop: bool = False) -> str:
     return f"{url}{separator}options=-csearch_path%3D{schema}"
 
 
-def reset_postgres(url: str) -> None:
-    """Empty the public schema (for a service started on the plain URL)."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(Settings.from_env({"DATABASE_URL": url, "SECRET_KEY": "x"}).database_url)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[dict[str, str]]:
-    """Environment variables that put the app on one storage configuration."""
-    if request.param == "sqlite":
-        yield {}
+@contextmanager
+def storage_env(kind: str) -> Iterator[dict[str, str]]:
+    """Environment variables that put the app on one storage configuration, cleaned up after."""
+    if kind == "sqlite":
+        yield {}  # the defaults: SQLite files in the instance folder
         return
     database_url, redis_url = server_backend_or_skip()
     schema = f"test_{uuid.uuid4().hex[:12]}"
-    yield {
-        "DATABASE_URL": postgres_schema(database_url, schema),
-        "REDIS_URL": redis_url,
-        "QUEUE_NAME": f"test-{schema}",
-    }
-    postgres_schema(database_url, schema, drop=True)
+    queue_name = f"test-{schema}"
+    try:
+        yield {
+            "DATABASE_URL": postgres_schema(database_url, schema),
+            "REDIS_URL": redis_url,
+            "QUEUE_NAME": queue_name,
+        }
+    finally:
+        postgres_schema(database_url, schema, drop=True)
+        import redis
+
+        with redis.Redis.from_url(redis_url) as client:
+            for key in client.scan_iter(match=f"*{queue_name}*"):
+                client.delete(key)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    with storage_env(request.param) as env:
+        yield env
 
 
 @pytest.fixture
