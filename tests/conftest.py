@@ -29,8 +29,10 @@ from twilio.request_validator import RequestValidator
 
 from app import create_app
 from app.config import Settings
+from tests.fakes import openapi
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
+from tests.skips import required, unavailable
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-twilio-auth-token-5f2b9c"
@@ -43,6 +45,21 @@ SECRET_KEY = "test-secret-key-1b6f0e3a9d"
 BACKENDS = ("sqlite", "postgres+redis")
 
 
+def pytest_report_header() -> str:
+    path = openapi.spec_path()
+    if path is None:
+        return f"AssemblyAI OpenAPI spec: NOT FOUND at {openapi.expected_path()}; requests go unvalidated"
+    return f"AssemblyAI OpenAPI spec: {path}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if openapi.spec_path() is None and required():
+        raise pytest.UsageError(
+            f"AssemblyAI's OpenAPI spec is missing at {openapi.expected_path()}: "
+            "CI validates every request against it (set CALLSCRIBE_SHARED_DIR)"
+        )
+
+
 def reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
@@ -52,20 +69,12 @@ def reachable(url: str, default_port: int) -> bool:
         return False
 
 
-def unavailable(reason: str) -> None:
-    """Skip, saying why; in CI (CALLSCRIBE_REQUIRE_SERVERS=1) fail instead."""
-    if os.environ.get("CALLSCRIBE_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"{reason} (CALLSCRIBE_REQUIRE_SERVERS=1: CI must run this)", pytrace=False)
-    pytest.skip(reason)
-
-
 def server_backend_or_skip() -> tuple[str, str]:
     """PostgreSQL and Redis URLs for the scale-out configuration, or skip saying why."""
     database_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not database_url or not redis_url:
         unavailable("postgres+redis: set TEST_DATABASE_URL and TEST_REDIS_URL to run (.ci/run does)")
-    assert database_url is not None and redis_url is not None
     if not reachable(database_url, 5432):
         unavailable(f"postgres+redis: PostgreSQL at {urlsplit(database_url).netloc} is not reachable")
     if not reachable(redis_url, 6379):

@@ -26,7 +26,7 @@ from tests.fakes import (
     make_sid,
     transcript_params_errors,
 )
-from tests.fakes.openapi import load_spec
+from tests.fakes.openapi import load_spec, spec_or_skip
 
 SID, TOKEN, KEY = "AC" + "0" * 32, "secret-token", "aai-key"
 T = 2.0  # client timeout: nothing here may hang
@@ -235,6 +235,7 @@ def test_assemblyai_decodes_chunked_upload(aai: FakeAssemblyAI) -> None:
 
 
 def test_assemblyai_rejects_invalid_transcript_params(aai: FakeAssemblyAI) -> None:
+    spec_or_skip()
     url, headers = f"{aai.base_url}/v2/transcript", {"authorization": KEY}
     bodies = [
         {"audio_url": "https://example.com/a.wav"},  # no speech_models
@@ -255,6 +256,7 @@ def test_assemblyai_rejects_invalid_transcript_params(aai: FakeAssemblyAI) -> No
 
 
 def test_assemblyai_completes_transcripts_per_spec(aai: FakeAssemblyAI) -> None:
+    spec_or_skip()
     audio = b"RIFF-two-party-call"
     utterances = [
         {"speaker": "A", "text": "Hello there."},
@@ -288,6 +290,7 @@ def test_assemblyai_completes_transcripts_per_spec(aai: FakeAssemblyAI) -> None:
 def test_webhook_carries_header_keeps_query_and_retries_5xx(
     aai: FakeAssemblyAI,
 ) -> None:
+    spec_or_skip()
     receiver = Receiver([500, 503, 200])
     try:
         aai.route_webhooks("https://callscribe.example", receiver.origin)

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from jsonschema import ValidationError
 
 from .http import FakeHTTPServer, RecordedRequest, Response, Route
-from .openapi import transcript_params_validator
+from .openapi import spec_path, transcript_params_validator
 
 UPLOAD_PREFIX = "https://cdn.assemblyai.com/upload/"
 STATUSES = ("queued", "processing", "completed", "error")
@@ -78,6 +78,7 @@ class FakeAssemblyAI(FakeHTTPServer):
         self.uploads: list[dict[str, Any]] = []
         self.submissions: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
+        self.unvalidated: list[dict[str, Any]] = []
         self.jobs: dict[str, TranscriptJob] = {}
         self.webhook_attempts: list[dict[str, Any]] = []
         self.lost_webhooks: list[str] = []
@@ -443,10 +444,21 @@ class FakeAssemblyAI(FakeHTTPServer):
             return self._reject(request.body, "Invalid JSON body")
         if not isinstance(body, dict):
             return self._reject(body, "Request body must be a JSON object")
-        errors: list[ValidationError] = sorted(
-            transcript_params_validator().iter_errors(body),
-            key=lambda e: list(e.absolute_path),
-        )
+        if spec_path() is None:
+            # Without the spec (a clone without shared/) check only what the
+            # API requires; CI always has the spec and validates in full.
+            errors = [
+                ValidationError(f"{name!r} is a required property")
+                for name in ("audio_url", "speech_models")
+                if name not in body
+            ]
+            with self.lock:
+                self.unvalidated.append(body)
+        else:
+            errors = sorted(
+                transcript_params_validator().iter_errors(body),
+                key=lambda e: list(e.absolute_path),
+            )
         if errors:
             messages = [f"{e.json_path}: {e.message}" for e in errors]
             return self._reject(body, errors[0].message, errors=messages)
