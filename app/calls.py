@@ -31,6 +31,7 @@ from .models import (
     rank_below,
     utcnow,
 )
+from .providers import ProviderError
 from .providers.twilio import ACCOUNT_SID, CALL_SID, RECORDING_SID, Twilio
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,52 @@ def recording_status_changed(change: RecordingUpdate) -> None:
         jobs.queue().process_recording(recording_id)
     elif not moved:
         log.info("recording %s: %s callback changed nothing", change.recording_sid, change.status)
+
+
+FINAL_RECORDING_STATUSES = ("completed", "absent", "failed")
+
+
+def recover_recordings(call_id: int) -> int:
+    """A call ended and no recording callback came: ask Twilio for its recordings.
+
+    Twilio retries a callback once at most; this is how a lost one is found.
+    Each recording found goes through the same path as its callback would
+    have. Returns how many were found.
+    """
+    call = db.session.get(Call, call_id)
+    if call is None or call.recordings_checked_at is not None:
+        return 0
+    client = twilio()
+    try:
+        found = client.call_recordings(call.call_sid)
+    except ProviderError as error:
+        if error.retryable:
+            log.warning(
+                "call %s: listing recordings failed (%s); next reconciliation retries", call.call_sid, error
+            )
+            return 0
+        log.warning("call %s: Twilio has no recordings for it (%s)", call.call_sid, error)
+        found = []
+    if any(r.status not in FINAL_RECORDING_STATUSES for r in found):
+        return 0  # still being processed by Twilio: look again next time
+    db.session.execute(update(Call).where(Call.id == call_id).values(recordings_checked_at=utcnow()))
+    db.session.commit()
+    for info in found:
+        log.info("call %s: recovered recording %s (%s)", call.call_sid, info.sid, info.status)
+        recording_status_changed(
+            RecordingUpdate(
+                recording_sid=info.sid,
+                call_sid=call.call_sid,
+                account_sid=client.account_sid,
+                status=info.status,
+                duration=info.duration,
+                channels=info.channels,
+                source=info.source,
+                error_code=None,
+                started_at=None,
+            )
+        )
+    return len(found)
 
 
 # -- placing calls -------------------------------------------------------

@@ -24,26 +24,21 @@ def register(app: Flask) -> None:
     @click.option(
         "--periodic/--no-periodic",
         default=True,
-        help="Run the periodic reconciliation here (keep it on in exactly one worker).",
+        help="Run the periodic reconciliation here (keep it on in one worker process).",
     )
     def worker(threads: int, periodic: bool) -> None:
         """Run the background worker (Huey consumer) until stopped."""
-        consumer = jobs.queue().huey.create_consumer(
-            workers=threads,
-            periodic=periodic,
-            worker_type="thread",
-            # Look at an idle queue at least every second (Huey's default
-            # backs off to 10 s): a recording needs two jobs in a row.
-            max_delay=1.0,
-        )
         click.echo(f"worker: {threads} thread(s), reconciliation {'on' if periodic else 'off'}")
-        consumer.run()
+        jobs.run_worker(app, threads=threads, reconcile=periodic)
 
     @app.cli.command("reconcile")
     def reconcile() -> None:
         """Queue every recording that waited past its deadline, once, now."""
         counts = pipeline.reconcile()
-        click.echo(f"queued {counts['advance']} to advance and {counts['poll']} to poll")
+        click.echo(
+            f"queued {counts['advance']} recordings to advance, {counts['poll']} transcripts to poll "
+            f"and {counts['recover']} calls to check for recordings"
+        )
 
     @app.cli.command("retry")
     @click.argument("recording_sids", nargs=-1)

@@ -82,6 +82,7 @@ class Settings:
     reconcile_interval: int = 120
     http_timeout: float = 30.0
     job_max_attempts: int = 8
+    job_timeout: int = 900
     log_level: str = "INFO"
     secret_key_generated: bool = False
 
@@ -165,9 +166,10 @@ class Settings:
             recording_delivery=delivery,
             greeting=get("GREETING") or DEFAULT_GREETING,
             max_recording_seconds=_int("MAX_RECORDING_SECONDS", get("MAX_RECORDING_SECONDS"), 3600, 1, 14400),
-            reconcile_interval=_int("RECONCILE_INTERVAL", get("RECONCILE_INTERVAL"), 120, 60, 86400),
+            reconcile_interval=_int("RECONCILE_INTERVAL", get("RECONCILE_INTERVAL"), 120, 5, 86400),
             http_timeout=float(_int("HTTP_TIMEOUT", get("HTTP_TIMEOUT"), 30, 1, 600)),
             job_max_attempts=_int("JOB_MAX_ATTEMPTS", get("JOB_MAX_ATTEMPTS"), 8, 1, 50),
+            job_timeout=_int("JOB_TIMEOUT", get("JOB_TIMEOUT"), 900, 5, 86400),
             log_level=log_level,
         )
 

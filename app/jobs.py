@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
@@ -26,7 +26,6 @@ class Jobs:
     def __init__(self, app: Flask, huey: Huey) -> None:
         self.huey = huey
         self._app = app
-        settings = app.extensions["settings"]
 
         def in_app(step: Callable[..., None]) -> Callable[..., None]:
             def run(*args: Any) -> None:
@@ -60,31 +59,26 @@ class Jobs:
             except RetryLater as later:
                 self._fetch.schedule((recording_id,), delay=later.delay)
 
-        interval = settings.reconcile_interval
-
-        def every_interval(moment: datetime) -> bool:
-            # Huey looks at periodic tasks once a minute, so the interval
-            # counts in whole minutes.
-            minutes = max(1, interval // 60)
-            return int(moment.timestamp() // 60) % minutes == 0
-
-        @huey.periodic_task(every_interval, name="reconcile")
+        @huey.task(name="recover_recordings")
         @in_app
-        def reconcile() -> None:
-            """Find recordings that waited past their deadline and move them on."""
-            from .pipeline import reconcile as run_reconcile
+        def recover_recordings(call_id: int) -> None:
+            """Ask Twilio for the recordings of a call whose callback never came."""
+            from .calls import recover_recordings as recover
 
-            run_reconcile()
+            recover(call_id)
 
         self._process = process_recording
         self._fetch = fetch_transcript
-        self.reconcile = reconcile
+        self._recover = recover_recordings
 
     def process_recording(self, recording_id: int) -> None:
         self._process(recording_id)
 
     def fetch_transcript(self, recording_id: int) -> None:
         self._fetch(recording_id)
+
+    def recover_recordings(self, call_id: int) -> None:
+        self._recover(call_id)
 
 
 def create_huey(app: Flask) -> Huey:
@@ -98,6 +92,48 @@ def create_huey(app: Flask) -> Huey:
         timeout=15,
         results=False,
     )
+
+
+def run_worker(app: Flask, *, threads: int, reconcile: bool) -> None:
+    """Run the Huey consumer until stopped, and, if asked, the reconciliation.
+
+    Reconciliation runs on a timer thread of its own, every
+    RECONCILE_INTERVAL seconds, starting at once: Huey's periodic tasks only
+    tick once a minute. Run it in one worker process (the others take
+    ``--no-periodic``); two would only do the same checks twice.
+    """
+    consumer = queue().huey.create_consumer(
+        workers=threads,
+        periodic=False,
+        worker_type="thread",
+        # Look at an idle queue at least every second (Huey's default backs
+        # off to 10 s): a recording needs several jobs in a row.
+        max_delay=1.0,
+    )
+    stop = threading.Event()
+    if reconcile:
+        interval = app.extensions["settings"].reconcile_interval
+        timer = threading.Thread(
+            target=_reconcile_every, args=(app, interval, stop), name="reconciler", daemon=True
+        )
+        timer.start()
+    try:
+        consumer.run()
+    finally:
+        stop.set()
+
+
+def _reconcile_every(app: Flask, interval: float, stop: threading.Event) -> None:
+    from .pipeline import reconcile
+
+    while not stop.is_set():
+        try:
+            with app.app_context():
+                reconcile()
+        except Exception:
+            # A database that is down now may be back next time.
+            log.exception("reconciliation failed; trying again in %s s", interval)
+        stop.wait(interval)
 
 
 def init_app(app: Flask) -> None:

@@ -126,6 +126,9 @@ class Call(db.Model):
     status: Mapped[str | None] = mapped_column(String(16))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     duration: Mapped[int | None] = mapped_column(Integer)
+    # When we last asked Twilio for this call's recordings because no
+    # recording callback had come; NULL until then.
+    recordings_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

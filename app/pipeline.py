@@ -26,6 +26,7 @@ from .calls import twilio
 from .config import WEBHOOK_HEADER_NAME, NotConfigured, Settings, current_settings
 from .models import (
     TRANSCRIPT_STATUS_RANK,
+    Call,
     Recording,
     Stage,
     Transcript,
@@ -40,7 +41,6 @@ from .providers.assemblyai import AssemblyAI, TranscriptResult
 
 log = logging.getLogger(__name__)
 
-CLAIM_SECONDS = 15 * 60
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 3600.0
 
@@ -103,7 +103,7 @@ def _claim(recording_id: int, stages: tuple[str, ...]) -> str | None:
             or_(Recording.claimed_until.is_(None), Recording.claimed_until < now),
             or_(Recording.next_attempt_at.is_(None), Recording.next_attempt_at <= now),
         )
-        .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), claim_token=token)
+        .values(claimed_until=now + timedelta(seconds=current_settings().job_timeout), claim_token=token)
     ).rowcount
     db.session.commit()
     return token if claimed else None
@@ -375,15 +375,27 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
         select(Recording.id).where(Recording.stage.in_((Stage.PENDING, Stage.DELIVERED)), free, waited)
     ).all()
     unheard = db.session.scalars(select(Recording.id).where(Recording.stage == Stage.SUBMITTED, waited)).all()
+    # Calls that ended a while ago without any recording callback.
+    silent = db.session.scalars(
+        select(Call.id).where(
+            Call.status == "completed",
+            Call.recordings_checked_at.is_(None),
+            Call.updated_at < deadline,
+            ~select(Recording.id).where(Recording.call_id == Call.id).exists(),
+        )
+    ).all()
     db.session.commit()
     queue = jobs.queue()
     for recording_id in stuck:
         queue.process_recording(recording_id)
     for recording_id in unheard:
         queue.fetch_transcript(recording_id)
-    if stuck or unheard:
-        log.info("reconcile: %d to advance, %d to poll", len(stuck), len(unheard))
-    return {"advance": len(stuck), "poll": len(unheard)}
+    for call_id in silent:
+        queue.recover_recordings(call_id)
+    counts = {"advance": len(stuck), "poll": len(unheard), "recover": len(silent)}
+    if any(counts.values()):
+        log.info("reconcile: %(advance)d to advance, %(poll)d to poll, %(recover)d calls to check", counts)
+    return counts
 
 
 def retry_failed(recording_id: int) -> bool:

@@ -71,7 +71,7 @@ def test_database_url_forms(tmp_path: Path, given: str, expected: str) -> None:
         ("ASSEMBLYAI_BASE_URL", "http://api.assemblyai.com", "https"),
         ("RECORDING_DELIVERY", "email", "'upload' or 'url'"),
         ("MAX_RECORDING_SECONDS", "ten", "whole number"),
-        ("RECONCILE_INTERVAL", "5", "between 60"),
+        ("RECONCILE_INTERVAL", "3", "between 5"),
         ("TWILIO_ACCOUNT_SID", "not-a-sid", "32 hex"),
         ("TWILIO_PHONE_NUMBER", "555-0100", "E.164"),
         ("FORWARD_TO", "+1", "E.164"),

@@ -329,9 +329,9 @@ def test_reconcile_polls_a_transcript_whose_webhook_never_came(
     transcript_id = next(iter(assemblyai_api.jobs))
     assemblyai_api.complete(transcript_id, text="Nobody told us.")
     with app.app_context():
-        assert pipeline.reconcile() == {"advance": 0, "poll": 0}, "not overdue yet"
+        assert pipeline.reconcile() == {"advance": 0, "poll": 0, "recover": 0}, "not overdue yet"
         later = utcnow() + timedelta(seconds=app.extensions["settings"].reconcile_interval + 1)
-        assert pipeline.reconcile(now=later) == {"advance": 0, "poll": 1}
+        assert pipeline.reconcile(now=later) == {"advance": 0, "poll": 1, "recover": 0}
     run_jobs(app)
     stored = transcript(app)
     assert stored is not None and stored.text == "Nobody told us."
@@ -345,7 +345,7 @@ def test_reconcile_restarts_a_recording_whose_job_was_lost(
     app.extensions["jobs"].huey.flush()  # the queue lost the job
     with app.app_context():
         later = utcnow() + timedelta(seconds=app.extensions["settings"].reconcile_interval + 1)
-        assert pipeline.reconcile(now=later) == {"advance": 1, "poll": 0}
+        assert pipeline.reconcile(now=later) == {"advance": 1, "poll": 0, "recover": 0}
     run_jobs(app)
     assert recording(app).stage == Stage.SUBMITTED
     assert len(assemblyai_api.submissions) == 1
