@@ -247,7 +247,7 @@ def _submit(recording: Recording, token: str) -> None:
     if recording.submit_started_at is not None:
         # An earlier attempt sent a submission and never stored the answer
         # (a crash, or a timeout): find that one rather than pay twice.
-        earlier = _find_submission(client, recording.upload_url, recording.submit_started_at)
+        earlier = client.find_by_audio_url(recording.upload_url, since=recording.submit_started_at)
         if earlier is not None:
             log.info("recording %s: found earlier submission %s", recording.recording_sid, earlier)
             _submitted(recording.id, token, earlier, "queued")
@@ -261,13 +261,6 @@ def _submit(recording: Recording, token: str) -> None:
     result = client.submit(transcript_params(recording, recording.upload_url, settings))
     log.info("recording %s: submitted as transcript %s", recording.recording_sid, result.id)
     _submitted(recording.id, token, result.id, result.status)
-
-
-def _find_submission(client: AssemblyAI, audio_url: str, since: datetime) -> str | None:
-    for listing in client.recent(created_on=since):
-        if listing.audio_url == audio_url:
-            return listing.id
-    return None
 
 
 def _submitted(recording_id: int, token: str | None, transcript_id: str, status: str) -> None:

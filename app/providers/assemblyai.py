@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -35,14 +35,6 @@ class TranscriptResult:
     @property
     def finished(self) -> bool:
         return self.status in ("completed", "error")
-
-
-@dataclass(frozen=True)
-class TranscriptListing:
-    id: str
-    status: str
-    audio_url: str | None
-    created: str | None
 
 
 class AssemblyAI:
@@ -95,22 +87,37 @@ class AssemblyAI:
     def get(self, transcript_id: str) -> TranscriptResult:
         return _result(self._request("GET", f"/v2/transcript/{transcript_id}"))
 
-    def recent(self, *, created_on: datetime | None = None, limit: int = 200) -> list[TranscriptListing]:
-        """Newest transcripts first; used to find a submission whose answer was lost."""
-        params: dict[str, Any] = {"limit": limit}
-        if created_on is not None:
-            params["created_on"] = created_on.date().isoformat()
-        body = self._request("GET", "/v2/transcript", params=params)
-        return [
-            TranscriptListing(
-                id=str(item["id"]),
-                status=str(item.get("status")),
-                audio_url=item.get("audio_url"),
-                created=item.get("created"),
-            )
-            for item in body.get("transcripts", [])
-            if isinstance(item, dict) and item.get("id")
-        ]
+    def find_by_audio_url(self, audio_url: str, *, since: datetime, pages: int = 5) -> str | None:
+        """The id of a transcript created for ``audio_url`` since ``since``, if any.
+
+        Used to find a submission whose answer was lost, so it is not paid
+        for twice. Pages back through the transcript list, newest first,
+        until the transcripts are older than ``since`` (with an hour's
+        margin for clocks that disagree).
+        """
+        oldest_wanted = since - timedelta(hours=1)
+        params: dict[str, Any] = {"limit": 200}
+        for _ in range(pages):
+            body = self._request("GET", "/v2/transcript", params=params)
+            items = [
+                item for item in body.get("transcripts", []) if isinstance(item, dict) and item.get("id")
+            ]
+            for item in items:
+                if item.get("audio_url") == audio_url:
+                    return str(item["id"])
+            if not items or _created(items[-1]) < oldest_wanted:
+                return None
+            params["before_id"] = items[-1]["id"]
+        return None
+
+
+def _created(item: dict[str, Any]) -> datetime:
+    """When a listed transcript was created; unknown counts as recent, to keep looking."""
+    try:
+        created = datetime.fromisoformat(str(item.get("created")).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.max.replace(tzinfo=UTC)
+    return created if created.tzinfo else created.replace(tzinfo=UTC)
 
 
 def _result(body: Any) -> TranscriptResult:
