@@ -150,7 +150,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def database_down(error: OperationalError) -> Any:
         # 503, so that Twilio and AssemblyAI try again later: a 4xx would be final.
-        app.logger.error("database unavailable: %s", type(error.orig).__name__)
+        app.logger.error("database unavailable: %s", str(error.orig).strip()[:300])
         db.session.rollback()
         return answer(503, "The database is unavailable; try again shortly.")
 

@@ -239,27 +239,27 @@ def recover_recordings(call_id: int) -> int:
     call = db.session.get(Call, call_id)
     if call is None or call.recordings_checked_at is not None:
         return 0
+    sid = call.call_sid
+    db.session.commit()  # no transaction open while Twilio answers
     client = twilio()
     try:
-        found = client.call_recordings(call.call_sid)
+        found = client.call_recordings(sid)
     except ProviderError as error:
         if error.retryable:
-            log.warning(
-                "call %s: listing recordings failed (%s); next reconciliation retries", call.call_sid, error
-            )
+            log.warning("call %s: listing recordings failed (%s); will retry", sid, error)
             return 0
-        log.warning("call %s: Twilio has no recordings for it (%s)", call.call_sid, error)
+        log.warning("call %s: Twilio has no recordings for it (%s)", sid, error)
         found = []
     if any(r.status not in FINAL_RECORDING_STATUSES for r in found):
         return 0  # still being processed by Twilio: look again next time
     db.session.execute(update(Call).where(Call.id == call_id).values(recordings_checked_at=utcnow()))
     db.session.commit()
     for info in found:
-        log.info("call %s: recovered recording %s (%s)", call.call_sid, info.sid, info.status)
+        log.info("call %s: recovered recording %s (%s)", sid, info.sid, info.status)
         recording_status_changed(
             RecordingUpdate(
                 recording_sid=info.sid,
-                call_sid=call.call_sid,
+                call_sid=sid,
                 account_sid=client.account_sid,
                 status=info.status,
                 duration=info.duration,

@@ -66,7 +66,7 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
-def transcript_params(recording: Recording, audio_url: str, settings: Settings) -> dict[str, Any]:
+def transcript_params(recording: Work, audio_url: str, settings: Settings) -> dict[str, Any]:
     """The body of ``POST /v2/transcript`` for one recording."""
     params: dict[str, Any] = {
         "audio_url": audio_url,
@@ -193,25 +193,53 @@ def _failed_attempt(recording_id: int, token: str | None, error: ProviderError) 
 # -- the steps ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Work:
+    """What a step needs to know of a recording.
+
+    Read in a transaction that ends before any provider is called: on
+    SQLite an open transaction holds the write lock, and every webhook and
+    worker would wait for a slow upload.
+    """
+
+    id: int
+    recording_sid: str
+    channels: int
+    upload_url: str | None
+    submit_started_at: datetime | None
+
+
+def _load(recording_id: int) -> Work:
+    recording = db.session.get(Recording, recording_id)
+    assert recording is not None, "a claimed recording exists"
+    work = Work(
+        id=recording.id,
+        recording_sid=recording.recording_sid,
+        channels=recording.channels,
+        upload_url=recording.upload_url,
+        submit_started_at=recording.submit_started_at,
+    )
+    db.session.commit()
+    return work
+
+
 def advance_recording(recording_id: int) -> None:
     """Deliver and submit a recording, as far as it still needs. Raises RetryLater."""
     token = _claim(recording_id, (Stage.PENDING, Stage.DELIVERED))
     if token is None:
         return
     try:
-        recording = db.session.get(Recording, recording_id)
-        assert recording is not None
-        if recording.stage == Stage.PENDING:
-            upload_url = _deliver(recording)
+        work = _load(recording_id)
+        if work.upload_url is None:
+            upload_url = _deliver(work)
             if not _move(recording_id, None, Stage.DELIVERED, upload_url=upload_url):
                 return
             # _move let go of the claim; take it again for the next step.
             token = _claim(recording_id, (Stage.DELIVERED,))
             if token is None:
                 return
-            recording = db.session.get(Recording, recording_id)
-            assert recording is not None
-        _submit(recording, token)
+            work = _load(recording_id)
+        _submit(work, token)
     except ProviderError as error:
         _failed_attempt(recording_id, token, error)
     except NotConfigured as error:
@@ -222,45 +250,41 @@ def advance_recording(recording_id: int) -> None:
         raise
 
 
-def _deliver(recording: Recording) -> str:
+def _deliver(work: Work) -> str:
     """Make the audio readable by AssemblyAI; returns the URL to transcribe."""
     settings = current_settings()
     if settings.recording_delivery == "url":
-        return twilio().media_url(recording.recording_sid)
+        return twilio().media_url(work.recording_sid)
     client = assemblyai()
-    with twilio().open_media(recording.recording_sid, channels=recording.channels) as media:
+    with twilio().open_media(work.recording_sid, channels=work.channels) as media:
         upload_url = client.upload(media.chunks())
-    log.info(
-        "recording %s: uploaded %d bytes to AssemblyAI",
-        recording.recording_sid,
-        media.received,
-    )
+    log.info("recording %s: uploaded %d bytes to AssemblyAI", work.recording_sid, media.received)
     return upload_url
 
 
-def _submit(recording: Recording, token: str) -> None:
+def _submit(work: Work, token: str) -> None:
     settings = current_settings()
     if not settings.base_url:
         raise NotConfigured(["BASE_URL"], "transcription webhooks")
-    assert recording.upload_url is not None
+    assert work.upload_url is not None
     client = assemblyai()
-    if recording.submit_started_at is not None:
+    if work.submit_started_at is not None:
         # An earlier attempt sent a submission and never stored the answer
         # (a crash, or a timeout): find that one rather than pay twice.
-        earlier = client.find_by_audio_url(recording.upload_url, since=recording.submit_started_at)
+        earlier = client.find_by_audio_url(work.upload_url, since=work.submit_started_at)
         if earlier is not None:
-            log.info("recording %s: found earlier submission %s", recording.recording_sid, earlier)
-            _submitted(recording.id, token, earlier, "queued")
+            log.info("recording %s: found earlier submission %s", work.recording_sid, earlier)
+            _submitted(work.id, token, earlier, "queued")
             return
     db.session.execute(
         update(Recording)
-        .where(Recording.id == recording.id, Recording.claim_token == token)
+        .where(Recording.id == work.id, Recording.claim_token == token)
         .values(submit_started_at=utcnow())
     )
     db.session.commit()
-    result = client.submit(transcript_params(recording, recording.upload_url, settings))
-    log.info("recording %s: submitted as transcript %s", recording.recording_sid, result.id)
-    _submitted(recording.id, token, result.id, result.status)
+    result = client.submit(transcript_params(work, work.upload_url, settings))
+    log.info("recording %s: submitted as transcript %s", work.recording_sid, result.id)
+    _submitted(work.id, token, result.id, result.status)
 
 
 def _submitted(recording_id: int, token: str | None, transcript_id: str, status: str) -> None:
@@ -306,10 +330,13 @@ def transcript_webhook(recording_id: int, transcript_id: str) -> bool:
 def fetch_transcript(recording_id: int) -> None:
     """Read the transcript from AssemblyAI and store it. Raises RetryLater."""
     transcript = db.session.scalar(select(Transcript).where(Transcript.recording_id == recording_id))
-    if transcript is None or transcript.status in ("completed", "error"):
+    transcript_id = transcript.transcript_id if transcript else None
+    done = transcript is None or transcript.status in ("completed", "error")
+    db.session.commit()  # no transaction open while AssemblyAI answers
+    if done or transcript_id is None:
         return
     try:
-        result = assemblyai().get(transcript.transcript_id)
+        result = assemblyai().get(transcript_id)
     except ProviderError as error:
         _failed_attempt(recording_id, None, error)
         return
@@ -361,6 +388,13 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
     Returns how many recordings were sent to each job, for the log and tests.
     """
     now = now or utcnow()
+    queue = jobs.queue()
+    waiting = queue.huey.pending_count()
+    if waiting:
+        # Whatever looks stuck may just be waiting its turn; adding to a
+        # backlog only makes it longer. Anything lost is found once it drains.
+        log.info("reconcile: %d jobs still queued; looking again next round", waiting)
+        return {"advance": 0, "poll": 0, "recover": 0}
     deadline = now - timedelta(seconds=current_settings().reconcile_interval)
     waited = func.coalesce(Recording.next_attempt_at, Recording.stage_changed_at) < deadline
     free = or_(Recording.claimed_until.is_(None), Recording.claimed_until < now)
@@ -378,7 +412,6 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
         )
     ).all()
     db.session.commit()
-    queue = jobs.queue()
     for recording_id in stuck:
         queue.process_recording(recording_id)
     for recording_id in unheard:
