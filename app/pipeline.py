@@ -273,8 +273,12 @@ def _submit(work: Work, token: str) -> None:
         # (a crash, or a timeout): find that one rather than pay twice.
         earlier = client.find_by_audio_url(work.upload_url, since=work.submit_started_at)
         if earlier is not None:
-            log.info("recording %s: found earlier submission %s", work.recording_sid, earlier)
-            _submitted(work.id, token, earlier, "queued")
+            transcript_id, status = earlier
+            log.info("recording %s: found submission %s (%s)", work.recording_sid, transcript_id, status)
+            _submitted(work.id, token, transcript_id, "queued")
+            if status in ("completed", "error"):
+                # Its webhook may well have come and gone while nobody knew the id.
+                jobs.queue().fetch_transcript(work.id)
             return
     db.session.execute(
         update(Recording)

@@ -87,8 +87,8 @@ class AssemblyAI:
     def get(self, transcript_id: str) -> TranscriptResult:
         return _result(self._request("GET", f"/v2/transcript/{transcript_id}"))
 
-    def find_by_audio_url(self, audio_url: str, *, since: datetime, pages: int = 5) -> str | None:
-        """The id of a transcript created for ``audio_url`` since ``since``, if any.
+    def find_by_audio_url(self, audio_url: str, *, since: datetime, pages: int = 5) -> tuple[str, str] | None:
+        """The id and status of a transcript created for ``audio_url`` since ``since``, if any.
 
         Used to find a submission whose answer was lost, so it is not paid
         for twice. Pages back through the transcript list, newest first,
@@ -104,7 +104,7 @@ class AssemblyAI:
             ]
             for item in items:
                 if item.get("audio_url") == audio_url:
-                    return str(item["id"])
+                    return str(item["id"]), str(item.get("status"))
             if not items or _created(items[-1]) < oldest_wanted:
                 return None
             params["before_id"] = items[-1]["id"]

@@ -7,6 +7,7 @@ nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -51,6 +52,7 @@ APP_VARIABLES = (
     "RECONCILE_INTERVAL",
     "HTTP_TIMEOUT",
     "JOB_MAX_ATTEMPTS",
+    "JOB_TIMEOUT",
     "LOG_LEVEL",
     "CALLSCRIBE_INSTANCE_PATH",
 )
@@ -143,6 +145,23 @@ class Process:
     def exit_code(self) -> int | None:
         return None if self._popen is None else self._popen.poll()
 
+    @property
+    def pid(self) -> int | None:
+        """The process's id, which is also its process group's id (its own session)."""
+        return None if self._popen is None else self._popen.pid
+
+    def kill(self) -> None:
+        """SIGKILL its whole process group at once, as a crash or the OOM killer would."""
+        popen = self._popen
+        try:
+            if popen is not None and popen.poll() is None:
+                os.killpg(popen.pid, signal.SIGKILL)
+                popen.wait(5)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM, then SIGKILL to its process group if it has not ended within ``grace``."""
         popen = self._popen
@@ -155,6 +174,10 @@ class Process:
                     # Not reaped yet, so the group id is still ours.
                     os.killpg(popen.pid, signal.SIGKILL)
                     popen.wait(5)
+                # Anything the leader left behind in its group goes too. The leader was
+                # reaped just now, and a group id is not reused while members remain.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(popen.pid, signal.SIGKILL)
         finally:
             if self._log is not None:
                 self._log.close()
@@ -165,20 +188,76 @@ class Process:
 
 
 class Service:
-    """callscribe's release step, web and worker processes, as the Procfile runs them."""
+    """callscribe's release step, web and worker processes, as the Procfile runs them.
 
-    def __init__(self, settings: Mapping[str, str], folder: Path) -> None:
+    ``workers`` worker processes: the first runs the periodic
+    reconciliation, the others ``--no-periodic``, as the README says to
+    scale out.
+    """
+
+    def __init__(self, settings: Mapping[str, str], folder: Path, *, workers: int = 1) -> None:
         self.env = process_env(settings)
         self.port = int(settings["PORT"])
         self.local_url = f"http://127.0.0.1:{self.port}"
         self.folder = folder
         self.commands = procfile()
         self.web = Process("web", self.commands["web"], self.env, folder / "web.log")
-        self.worker = Process("worker", self.commands["worker"], self.env, folder / "worker.log")
+        self.workers = [
+            Process(
+                "worker" if n == 1 else f"worker{n}",
+                self.commands["worker"] + ([] if n == 1 else ["--no-periodic"]),
+                self.env,
+                folder / ("worker.log" if n == 1 else f"worker{n}.log"),
+            )
+            for n in range(1, workers + 1)
+        ]
+        # Processes replaced by restart(), kept for their logs.
+        self.replaced: list[Process] = []
+
+    @property
+    def worker(self) -> Process:
+        """The worker that runs the reconciliation."""
+        return self.workers[0]
 
     @property
     def processes(self) -> list[Process]:
-        return [self.web, self.worker]
+        return [self.web, *self.workers]
+
+    def process(self, name: str) -> Process:
+        """The running process called ``name``: web, worker, worker2, ..."""
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise KeyError(f"no process {name!r}; there are {[p.name for p in self.processes]}")
+
+    def restart(self, name: str, timeout: float = 60.0) -> Process:
+        """Start a new process in place of ``name`` (SIGKILLed first if it still runs), once ready.
+
+        The new one writes to a log file of its own, so that its readiness is
+        read from its own output and the old log stays for the test to read.
+        """
+        old = self.process(name)
+        old.kill()
+        self.replaced.append(old)
+        count = sum(1 for p in self.replaced if p.name == name)
+        new = Process(name, old.argv, old.env, self.folder / f"{name}.{count + 1}.log")
+        if old is self.web:
+            self.web = new
+        else:
+            self.workers[self.workers.index(old)] = new
+        new.start()
+        self.wait_ready([new], timeout)
+        return new
+
+    def all_logs(self) -> str:
+        """Everything every process wrote, replaced ones included: for grepping."""
+        texts = []
+        for process in [*self.replaced, *self.processes]:
+            try:
+                texts.append(process.log_path.read_text(errors="replace"))
+            except FileNotFoundError:
+                pass
+        return "\n".join(texts)
 
     def release(self, timeout: float = 60.0) -> None:
         """The Procfile's release command (database migrations); fails loudly."""
@@ -205,12 +284,16 @@ class Service:
         self.release()
         for process in self.processes:
             process.start()
+        self.wait_ready(self.processes, timeout)
+
+    def wait_ready(self, processes: list[Process], timeout: float = 20.0) -> None:
+        """Return once web (if among ``processes``) answers /healthz 200 and each worker consumes."""
         deadline = time.monotonic() + timeout
-        healthy = False
+        healthy = self.web not in processes
         last: Any = "no answer yet"
         with requests.Session() as session:
             while True:
-                for process in self.processes:
+                for process in processes:
                     if process.exit_code is not None:
                         raise RuntimeError(
                             f"{process.name} ended during start-up with exit code {process.exit_code}\n"
@@ -223,7 +306,7 @@ class Service:
                         last = f"HTTP {response.status_code}: {response.text[:200]}"
                     except requests.RequestException as exc:
                         last = type(exc).__name__
-                consuming = WORKER_READY in self.worker.tail(200)
+                consuming = all(WORKER_READY in p.tail(200) for p in processes if p is not self.web)
                 if healthy and consuming:
                     return
                 if time.monotonic() >= deadline:
@@ -238,6 +321,6 @@ class Service:
 
     def logs(self, lines: int = 40) -> str:
         return "\n".join(
-            f"--- {p.name} ({' '.join(p.argv)}), last {lines} lines ---\n{p.tail(lines)}"
-            for p in self.processes
+            f"--- {p.name} ({' '.join(p.argv)}), last {lines} lines of {p.log_path.name} ---\n{p.tail(lines)}"
+            for p in [*self.replaced, *self.processes]
         )

@@ -7,6 +7,7 @@ tests (or a gunicorn process started by a test) can use them side by side.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -116,6 +117,14 @@ class Fault:
     seconds: float = 0.0
     response: Response | None = None
     after_handling: bool = False
+    # A delay only: a client that hangs up while the request waits cancels it
+    # (before handling, the request never takes effect).
+    cancel_on_hangup: bool = False
+
+    @property
+    def delays_specially(self) -> bool:
+        """A delay that is not the plain "wait, then handle" (it takes the fault slot)."""
+        return self.action == "delay" and (self.after_handling or self.cancel_on_hangup)
 
 
 @dataclass
@@ -224,11 +233,19 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             chunked=chunked,
         )
-        response = fake._dispatch(request)
+        response = fake._dispatch(request, self._client_gone)
         if response.action == "drop":
             self.close_connection = True
             return
         self._write(response)
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its end (e.g. its process was killed) while we wait."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def _write(self, response: Response) -> None:
         try:
@@ -264,6 +281,8 @@ class FakeHTTPServer:
         self.lock = threading.RLock()
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
+        # Requests cancelled because the client hung up during a cancel_on_hangup delay.
+        self.abandoned: list[RecordedRequest] = []
         self._faults: dict[str, list[Fault]] = {}
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -341,9 +360,34 @@ class FakeHTTPServer:
         with self.lock:
             self._faults.setdefault(kind, []).append(fault)
 
-    def delay_next(self, kind: str, seconds: float, times: int = 1) -> None:
-        """Answer the next `times` requests of `kind` only after `seconds`."""
-        self._queue(kind, Fault("delay", times, seconds=seconds))
+    def delay_next(
+        self,
+        kind: str,
+        seconds: float,
+        times: int = 1,
+        *,
+        after_handling: bool = False,
+        cancel_on_hangup: bool = False,
+    ) -> None:
+        """Answer the next `times` requests of `kind` only after `seconds`.
+
+        By default the request waits, then takes effect. With
+        after_handling=True it takes effect at once and only the answer
+        waits (a reply that may never reach a client that gives up). With
+        cancel_on_hangup=True a client that hangs up during the wait ends
+        it; before handling, the request then never takes effect (it is
+        logged in `abandoned`), like a server that had not got to it yet.
+        """
+        self._queue(
+            kind,
+            Fault(
+                "delay",
+                times,
+                seconds=seconds,
+                after_handling=after_handling,
+                cancel_on_hangup=cancel_on_hangup,
+            ),
+        )
 
     def drop_next(self, kind: str, times: int = 1, *, after_handling: bool = False) -> None:
         """Close the connection without answering the next `times` requests.
@@ -387,9 +431,9 @@ class FakeHTTPServer:
         with self.lock:
             queue = self._faults.get(kind, [])
             for fault in list(queue):
-                if fault.action == "delay" and not delay:
+                if fault.action == "delay" and not fault.delays_specially and not delay:
                     delay = fault.seconds
-                elif fault.action != "delay" and other is None:
+                elif (fault.action != "delay" or fault.delays_specially) and other is None:
                     other = fault
                 else:
                     continue
@@ -409,7 +453,17 @@ class FakeHTTPServer:
     def _error(self, status: int, message: str | None = None) -> Response:
         raise NotImplementedError
 
-    def _dispatch(self, request: RecordedRequest) -> Response:
+    def _wait(self, seconds: float, hung_up: Callable[[], bool] | None) -> str:
+        """Sleep `seconds`; returns "elapsed", "stopped" (the fake stops) or "hung up"."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stopping.wait(min(remaining, 0.05) if hung_up else remaining):
+                return "stopped"
+            if hung_up is not None and hung_up():
+                return "hung up"
+        return "elapsed"
+
+    def _dispatch(self, request: RecordedRequest, hung_up: Callable[[], bool] | None = None) -> Response:
         try:
             routed = self._route(request)
             if isinstance(routed, Route):
@@ -429,7 +483,18 @@ class FakeHTTPServer:
                 return fault.response
             if fault is not None and fault.action == "drop" and not fault.after_handling:
                 return Response(0, action="drop")
+            special = fault if fault is not None and fault.delays_specially else None
+            if special is not None and not special.after_handling:
+                waited = self._wait(special.seconds, hung_up)
+                if waited == "hung up":
+                    with self.lock:
+                        self.abandoned.append(request)
+                if waited != "elapsed":
+                    return Response(0, action="drop")
             response = routed.handler(request)
+            if special is not None and special.after_handling:
+                if self._wait(special.seconds, hung_up if special.cancel_on_hangup else None) != "elapsed":
+                    return Response(0, action="drop")
             if fault is not None and fault.action == "drop":
                 return Response(0, action="drop")
             if fault is not None and fault.action == "truncate":
