@@ -187,11 +187,17 @@ def make_app(
     yield build
     for app in apps:
         app.extensions["jobs"].huey.flush()
-        with app.app_context():
-            from app.models import db
+        close(app)
 
-            db.session.remove()
-            db.engine.dispose()
+
+def close(app: Flask) -> None:
+    """Give back every connection an app holds: database pool and queue."""
+    from app.models import db
+
+    app.extensions["jobs"].huey.storage.close()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from tests.conftest import (
     TWILIO_NUMBER,
     call_sid,
     call_status_form,
+    close,
     full_env,
     login,
     post_twilio,
@@ -515,9 +516,7 @@ def unreachable_db_app(
     app = create_app(Settings.from_env(env, instance_path=instance), instance_path=instance)
     app.config["TESTING"] = True
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    close(app)
 
 
 def test_healthz_is_503_when_the_database_is_unreachable(unreachable_db_app: Flask) -> None:

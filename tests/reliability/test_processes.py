@@ -163,7 +163,7 @@ class TestWorkerKilledMidJob:
         assert lists and lists[0].time >= killed.claimed_until, "taken again before the claim ran out"
         assert len(h.requests_for(killed.call, "submit")) == 1
         assert any(
-            killed.call.recording_sid in line and "found earlier submission" in line
+            killed.call.recording_sid in line and "found submission" in line
             for line in h.running.worker.tail(200).splitlines()
         ), h.running.worker.tail(50)
 

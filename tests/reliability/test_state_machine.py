@@ -41,6 +41,7 @@ from tests.conftest import (
     AUTH_TOKEN,
     call_sid,
     call_status_form,
+    close,
     full_env,
     post_twilio,
     recording_sid,
@@ -191,9 +192,7 @@ class PipelineUnderFire(RuleBasedStateMachine):
         try:
             self._everything_ends_transcribed_once()
         finally:
-            with self.app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+            close(self.app)
             self.twilio.stop()
             self.assemblyai.stop()
 
