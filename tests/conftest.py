@@ -194,7 +194,11 @@ def close(app: Flask) -> None:
     """Give back every connection an app holds: database pool and queue."""
     from app.models import db
 
-    app.extensions["jobs"].huey.storage.close()
+    storage = app.extensions["jobs"].huey.storage
+    storage.close()  # SQLite's connection; a no-op for Redis, whose pool follows
+    pool = getattr(storage, "pool", None)
+    if pool is not None:
+        pool.disconnect()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
