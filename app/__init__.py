@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
     register_providers(app, settings)
     register_jobs(app)
     register_blueprints(app)
+    register_hardening(app)
     register_error_handlers(app)
     register_cli(app)
     return app
@@ -120,6 +121,12 @@ def register_blueprints(app: Flask) -> None:
     auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(webhooks.bp)
+
+
+def register_hardening(app: Flask) -> None:
+    from . import hardening
+
+    hardening.init_app(app)
 
 
 def _wants_json() -> bool:

@@ -8,6 +8,7 @@ the values it needs passed in.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -212,6 +213,10 @@ class Settings:
             self.webhook_secret,
             self.admin_password,
         ]
+        if self.twilio_account_sid and self.twilio_auth_token:
+            # The Authorization header as it goes to Twilio.
+            basic = f"{self.twilio_account_sid}:{self.twilio_auth_token}".encode()
+            values.append(base64.b64encode(basic).decode())
         return [v for v in values if v]
 
 

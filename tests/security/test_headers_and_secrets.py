@@ -1,0 +1,126 @@
+"""Browser-side hardening, and no secret in any log line or error page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from app.config import WEBHOOK_HEADER_NAME
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    ASSEMBLYAI_KEY,
+    AUTH_TOKEN,
+    SECRET_KEY,
+    call_sid,
+    login,
+    post_twilio,
+    recording_form,
+    recording_sid,
+    run_jobs,
+)
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.twilio_api import FakeTwilio
+
+
+def test_pages_carry_a_strict_content_security_policy(client: object) -> None:
+    response = client.get("/login")  # type: ignore[attr-defined]
+    policy = response.headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert "script-src" not in directives, "no script may run at all"
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert directives["frame-ancestors"] == "'none'"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_templates_hold_no_inline_script_or_style() -> None:
+    from pathlib import Path
+
+    for template in Path("app/templates").glob("*.html"):
+        text = template.read_text().lower()
+        assert "<script" not in text and "style=" not in text and " on" + "click" not in text, template
+
+
+def test_over_https_cookies_are_secure_and_hsts_is_sent(app: Flask) -> None:
+    client = app.test_client()
+    response = client.post(
+        "/login",
+        data={"username": "admin", "password": ADMIN_PASSWORD},
+        headers={"X-Forwarded-Proto": "https"},
+    )
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_over_plain_http_locally_the_cookie_still_works(app: Flask) -> None:
+    response = login(app.test_client())
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" not in cookie, "a Secure cookie would never come back over http://127.0.0.1"
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_no_secret_reaches_the_logs_even_at_debug(
+    make_app: Callable[..., Flask],
+    twilio_api: FakeTwilio,
+    assemblyai_api: FakeAssemblyAI,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The whole pipeline, failures included, logged at DEBUG: every secret stays out."""
+    app = make_app(LOG_LEVEL="DEBUG")
+    settings = app.extensions["settings"]
+
+    @app.get("/boom")
+    def boom() -> str:
+        # A library that puts a credential into an exception message.
+        raise RuntimeError(f"401 for {settings.twilio_account_sid}:{AUTH_TOKEN} key={ASSEMBLYAI_KEY}")
+
+    client = app.test_client()
+    logging.getLogger("urllib3").setLevel(logging.DEBUG)
+    client.get("/boom")
+
+    login(client)
+    client.post("/dial", json={"to": "+14155550123"})
+    twilio_api.fail_next_call_create()
+    client.post("/dial", json={"to": "+14155550123"})
+    client.post("/login", data={"username": "admin", "password": "wrong " + ADMIN_PASSWORD})
+    twilio_api.add_recording(recording_sid(), b"RIFF audio bytes", call_sid())
+    assemblyai_api.fail_next("submit", status=500)
+    post_twilio(client, "/twilio/recording-status", recording_form(call_sid(), recording_sid()))
+    post_twilio(client, "/twilio/call-status", {"CallSid": call_sid()}, token="wrong-token")
+    run_jobs(app)
+    client.post(
+        "/assemblyai/webhook?recording=1", json={"transcript_id": "x"}, headers={WEBHOOK_HEADER_NAME: "nope"}
+    )
+    client.post(
+        "/assemblyai/webhook?recording=1",
+        json={"transcript_id": "x"},
+        headers={WEBHOOK_HEADER_NAME: settings.webhook_secret},
+    )
+
+    logged = capsys.readouterr().err
+    assert "DEBUG" in logged and "Twilio" in logged, "the scenario logged too little to prove anything"
+    assert "RuntimeError: 401 for" in logged and "[redacted]" in logged, "the failure was not logged"
+    for secret in settings.secrets():
+        assert secret not in logged, f"a secret ({secret[:3]}…) was logged"
+    for secret in (AUTH_TOKEN, ASSEMBLYAI_KEY, ADMIN_PASSWORD, SECRET_KEY):
+        assert secret not in logged
+
+
+def test_an_unexpected_error_page_shows_no_secret_or_traceback(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError(f"token {AUTH_TOKEN} in an exception message")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    assert AUTH_TOKEN not in body and "Traceback" not in body and "RuntimeError" not in body
