@@ -1,9 +1,17 @@
-"""Dashboard login: one user, ``admin``, whose password is ADMIN_PASSWORD."""
+"""Dashboard users: hashed passwords in the database, sessions, throttled logins.
+
+The first user can come from the environment: ``admin`` with ADMIN_PASSWORD
+(or ADMIN_PASSWORD_HASH) logs in as long as no ``admin`` row exists in the
+database. ``flask users add/remove/passwd`` manage the rest.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -18,8 +26,11 @@ from flask import (
     url_for,
 )
 from flask_login import LoginManager, UserMixin, login_required, login_user, logout_user
+from sqlalchemy import delete, func, select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from .config import current_settings
+from .models import Attempt, User, db, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -28,11 +39,52 @@ login_manager.login_view = "auth.login"
 login_manager.login_message = "Log in to see your calls."
 
 ADMIN = "admin"
+# Failed logins allowed per username, and in all, in one window.
+LOGIN_WINDOW = timedelta(minutes=15)
+FAILURES_PER_USER = 5
+FAILURES_IN_ALL = 50
+# Checking a password against this keeps unknown usernames as slow as known ones.
+_DUMMY_HASH = generate_password_hash("never a real password")
 
 
-class User(UserMixin):
-    def __init__(self, name: str) -> None:
-        self.id = name
+@dataclass(frozen=True)
+class Account:
+    username: str
+    password_hash: str
+
+
+class SessionUser(UserMixin):
+    """The logged-in user. The session id changes with the password, so that
+    changing a password ends every session opened with the old one."""
+
+    def __init__(self, account: Account) -> None:
+        self.username = account.username
+        fingerprint = hashlib.sha256(account.password_hash.encode()).hexdigest()[:16]
+        self.id = f"{account.username}|{fingerprint}"
+
+
+def find_account(username: str) -> Account | None:
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is not None:
+        return Account(user.username, user.password_hash)
+    settings = current_settings()
+    if username == ADMIN and settings.admin_password_hash:
+        return Account(ADMIN, settings.admin_password_hash)
+    if username == ADMIN and settings.admin_password:
+        # A stable stand-in for a hash of the configured password.
+        digest = hmac.new(settings.secret_key.encode(), settings.admin_password.encode(), "sha256")
+        return Account(ADMIN, "env$" + digest.hexdigest())
+    return None
+
+
+def password_matches(account: Account | None, password: str) -> bool:
+    if account is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return False
+    if account.password_hash.startswith("env$"):
+        expected = current_settings().admin_password or ""
+        return hmac.compare_digest(password.encode(), expected.encode())
+    return check_password_hash(account.password_hash, password)
 
 
 @login_manager.unauthorized_handler
@@ -44,23 +96,18 @@ def unauthorized() -> Response:
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return User(ADMIN) if user_id == ADMIN and current_settings().admin_password else None
+def load_user(user_id: str) -> SessionUser | None:
+    username = user_id.split("|", 1)[0]
+    account = find_account(username)
+    if account is None:
+        return None
+    user = SessionUser(account)
+    return user if hmac.compare_digest(user.id, user_id) else None
 
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     app.register_blueprint(bp)
-
-
-def _password_ok(username: str, password: str) -> bool:
-    expected = current_settings().admin_password
-    if not expected:
-        return False
-    # Compare both in constant time, whatever was typed.
-    name_ok = hmac.compare_digest(username.encode(), ADMIN.encode())
-    password_ok = hmac.compare_digest(password.encode(), expected.encode())
-    return name_ok and password_ok
 
 
 def _safe_next(target: str | None) -> str:
@@ -73,15 +120,44 @@ def _safe_next(target: str | None) -> str:
     return url_for("pages.home")
 
 
+def _recent_failures(key: str | None) -> int:
+    since = utcnow() - LOGIN_WINDOW
+    query = select(func.count()).select_from(Attempt).where(Attempt.at > since)
+    if key is not None:
+        query = query.where(Attempt.key == key)
+    else:
+        query = query.where(Attempt.key.startswith("login:"))
+    return db.session.scalar(query) or 0
+
+
+def _throttled(username: str) -> bool:
+    return (
+        _recent_failures(f"login:{username}") >= FAILURES_PER_USER
+        or _recent_failures(None) >= FAILURES_IN_ALL
+    )
+
+
+def _count_failure(username: str) -> None:
+    db.session.add(Attempt(key=f"login:{username}"))
+    db.session.execute(delete(Attempt).where(Attempt.at < utcnow() - 2 * LOGIN_WINDOW))
+    db.session.commit()
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> str | Response:
     settings = current_settings()
     if request.method == "POST":
-        username = request.form.get("username", "")
-        password = request.form.get("password", "")
-        if _password_ok(username, password):
-            login_user(User(ADMIN))
+        username = (request.form.get("username") or "").strip()[:64]
+        password = request.form.get("password") or ""
+        if _throttled(username):
+            log.warning("login for %r throttled", username)
+            flash("Too many failed attempts. Wait a few minutes, then try again.", "error")
+            return render_template("login.html", missing=settings.missing()), 429  # type: ignore[return-value]
+        account = find_account(username)
+        if password_matches(account, password) and account is not None:
+            login_user(SessionUser(account))
             return redirect(_safe_next(request.args.get("next")))  # type: ignore[return-value]
+        _count_failure(username)
         log.warning("failed login for %r", username[:40])
         flash("Wrong username or password.", "error")
         return render_template("login.html", missing=settings.missing()), 401  # type: ignore[return-value]
@@ -94,3 +170,32 @@ def logout() -> Response:
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))  # type: ignore[return-value]
+
+
+# -- managing users (flask users ...) ------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 10:
+        raise ValueError("Use at least 10 characters.")
+    return generate_password_hash(password)
+
+
+def add_user(username: str, password: str) -> None:
+    db.session.add(User(username=username, password_hash=hash_password(password)))
+    db.session.commit()
+
+
+def set_password(username: str, password: str) -> bool:
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        return False
+    user.password_hash = hash_password(password)
+    db.session.commit()
+    return True
+
+
+def remove_user(username: str) -> bool:
+    removed = db.session.execute(delete(User).where(User.username == username)).rowcount
+    db.session.commit()
+    return bool(removed)

@@ -1,15 +1,18 @@
-"""``flask`` commands: the queue worker, reconciliation, retries."""
+"""``flask`` commands: the queue worker, reconciliation, retries, users."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
-from . import jobs, pipeline
-from .models import Recording, Stage, db
+from . import auth, jobs, pipeline
+from .models import Recording, Stage, User, db
 
 
 def register(app: Flask) -> None:
@@ -30,6 +33,71 @@ def register(app: Flask) -> None:
         """Run the background worker (Huey consumer) until stopped."""
         click.echo(f"worker: {threads} thread(s), reconciliation {'on' if periodic else 'off'}")
         jobs.run_worker(app, threads=threads, reconcile=periodic)
+
+    users = click.Group("users", help="Manage dashboard users (passwords are stored only as hashes).")
+    app.cli.add_command(users)
+
+    def read_password(from_stdin: bool) -> str:
+        if from_stdin:
+            return sys.stdin.readline().rstrip("\n")
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+    password_stdin = click.option(
+        "--password-stdin", is_flag=True, help="Read the password from standard input (for scripts)."
+    )
+
+    @users.command("add")
+    @click.argument("username")
+    @password_stdin
+    @with_appcontext
+    def add(username: str, password_stdin: bool) -> None:
+        """Add a user."""
+        try:
+            auth.add_user(username, read_password(password_stdin))
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        except IntegrityError:
+            raise click.ClickException(f"{username} exists already; use flask users passwd.") from None
+        click.echo(f"added {username}")
+
+    @users.command("passwd")
+    @click.argument("username")
+    @password_stdin
+    @with_appcontext
+    def passwd(username: str, password_stdin: bool) -> None:
+        """Set a user's password (their open sessions end)."""
+        try:
+            changed = auth.set_password(username, read_password(password_stdin))
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        if not changed:
+            raise click.ClickException(f"no user {username}")
+        click.echo(f"password of {username} changed")
+
+    @users.command("remove")
+    @click.argument("username")
+    @with_appcontext
+    def remove(username: str) -> None:
+        """Remove a user (their open sessions end)."""
+        if not auth.remove_user(username):
+            raise click.ClickException(f"no user {username}")
+        click.echo(f"removed {username}")
+
+    @users.command("list")
+    @with_appcontext
+    def list_users() -> None:
+        """List the users."""
+        for user in db.session.scalars(select(User).order_by(User.username)):
+            click.echo(user.username)
+
+    @users.command("hash")
+    @password_stdin
+    def hash_(password_stdin: bool) -> None:
+        """Print a hash for ADMIN_PASSWORD_HASH (keeps the password itself out of the environment)."""
+        try:
+            click.echo(auth.hash_password(read_password(password_stdin)))
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
 
     @app.cli.command("reconcile")
     def reconcile() -> None:

@@ -76,6 +76,7 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     queue_name: str = "callscribe"
     admin_password: str | None = field(default=None, repr=False)
+    admin_password_hash: str | None = field(default=None, repr=False)
     forward_to: str | None = None
     recording_delivery: str = "upload"
     greeting: str = DEFAULT_GREETING
@@ -163,6 +164,7 @@ class Settings:
             redis_url=_redis_url(get("REDIS_URL")),
             queue_name=get("QUEUE_NAME") or "callscribe",
             admin_password=get("ADMIN_PASSWORD"),
+            admin_password_hash=_password_hash(get("ADMIN_PASSWORD_HASH")),
             forward_to=forward_to,
             recording_delivery=delivery,
             greeting=get("GREETING") or DEFAULT_GREETING,
@@ -200,8 +202,8 @@ class Settings:
             gaps.append(("BASE_URL", "every webhook: Twilio and AssemblyAI call back to it"))
         if not self.assemblyai_api_key:
             gaps.append(("ASSEMBLYAI_API_KEY", "transcription"))
-        if not self.admin_password:
-            gaps.append(("ADMIN_PASSWORD", "logging in to the dashboard"))
+        if not self.admin_password and not self.admin_password_hash:
+            gaps.append(("ADMIN_PASSWORD", "logging in to the dashboard (or add users with flask users add)"))
         return gaps
 
     def secrets(self) -> list[str]:
@@ -285,6 +287,13 @@ def _language(value: str | None) -> str | None:
     value = value.lower()
     if value != "auto" and not all(c.isalpha() or c == "_" for c in value):
         raise ConfigError("ASSEMBLYAI_LANGUAGE", "must be 'auto' or a language code such as en_us")
+    return value
+
+
+def _password_hash(value: str | None) -> str | None:
+    """A hash from ``flask users hash``: werkzeug's method$salt$hash form."""
+    if value is not None and value.count("$") < 2:
+        raise ConfigError("ADMIN_PASSWORD_HASH", "must be a hash printed by `flask users hash`")
     return value
 
 

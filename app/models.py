@@ -203,6 +203,28 @@ class Transcript(db.Model):
     recording: Mapped[Recording] = relationship(back_populates="transcript")
 
 
+class User(db.Model):
+    """A dashboard user. Only a password hash is kept, never the password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Attempt(db.Model):
+    """One counted event for a rate limit (a failed login), shared by every process."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
 def insert_ignore(model: type[Base], values: dict[str, Any], key: str) -> None:
     """INSERT a row unless one with the same ``key`` exists, atomically.
 

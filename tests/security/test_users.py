@@ -1,0 +1,97 @@
+"""Several users, passwords only as hashes, sessions that end, logins that are throttled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+from sqlalchemy import select
+
+from app.models import User, db
+from tests.conftest import ADMIN_PASSWORD, SECRET_KEY
+
+PASSWORD = "a long enough password"
+
+
+def flask(app: Flask, *args: str, stdin: str | None = None) -> str:
+    result = app.test_cli_runner().invoke(args=list(args), input=stdin)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def log_in(app: Flask, username: str, password: str) -> tuple[int, object]:
+    client = app.test_client()
+    response = client.post("/login", data={"username": username, "password": password})
+    return response.status_code, client
+
+
+def test_added_user_logs_in_and_only_a_hash_is_stored(app: Flask) -> None:
+    assert "added ada" in flask(app, "users", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "ada"))
+        assert user is not None
+        assert PASSWORD not in user.password_hash and user.password_hash.startswith(("scrypt:", "pbkdf2:"))
+    status, client = log_in(app, "ada", PASSWORD)
+    assert status == 302
+    assert client.get("/").status_code == 200  # type: ignore[attr-defined]
+    assert log_in(app, "ada", "wrong password!")[0] == 401
+    assert "ada" in flask(app, "users", "list")
+
+
+def test_short_password_and_duplicate_user_are_refused(app: Flask) -> None:
+    short = app.test_cli_runner().invoke(args=["users", "add", "bob", "--password-stdin"], input="short\n")
+    assert short.exit_code != 0 and "at least 10" in short.output
+    flask(app, "users", "add", "bob", "--password-stdin", stdin=PASSWORD + "\n")
+    again = app.test_cli_runner().invoke(
+        args=["users", "add", "bob", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert again.exit_code != 0 and "exists already" in again.output
+
+
+def test_changing_a_password_ends_open_sessions(app: Flask) -> None:
+    flask(app, "users", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    _, client = log_in(app, "ada", PASSWORD)
+    assert client.get("/").status_code == 200  # type: ignore[attr-defined]
+    flask(app, "users", "passwd", "ada", "--password-stdin", stdin="another long password\n")
+    assert client.get("/").status_code == 302  # type: ignore[attr-defined]
+    assert log_in(app, "ada", PASSWORD)[0] == 401
+    assert log_in(app, "ada", "another long password")[0] == 302
+
+
+def test_removing_a_user_ends_their_sessions(app: Flask) -> None:
+    flask(app, "users", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    _, client = log_in(app, "ada", PASSWORD)
+    assert "removed ada" in flask(app, "users", "remove", "ada")
+    assert client.get("/").status_code == 302  # type: ignore[attr-defined]
+
+
+def test_first_user_from_the_environment_until_one_is_added(app: Flask) -> None:
+    assert log_in(app, "admin", ADMIN_PASSWORD)[0] == 302
+    flask(app, "users", "add", "admin", "--password-stdin", stdin=PASSWORD + "\n")
+    assert log_in(app, "admin", ADMIN_PASSWORD)[0] == 401, "the database's admin wins"
+    assert log_in(app, "admin", PASSWORD)[0] == 302
+
+
+def test_admin_password_hash_from_the_environment(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    hashed = flask(app, "users", "hash", "--password-stdin", stdin=PASSWORD + "\n").strip()
+    assert PASSWORD not in hashed
+    app = make_app(ADMIN_PASSWORD=None, ADMIN_PASSWORD_HASH=hashed)
+    assert log_in(app, "admin", PASSWORD)[0] == 302
+    assert log_in(app, "admin", ADMIN_PASSWORD)[0] == 401
+
+
+def test_repeated_failures_are_throttled_even_for_the_right_password(app: Flask) -> None:
+    for _ in range(5):
+        assert log_in(app, "admin", "guess " + SECRET_KEY)[0] == 401
+    assert log_in(app, "admin", ADMIN_PASSWORD)[0] == 429
+    # Another user is not locked out by attacks on "admin".
+    flask(app, "users", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    assert log_in(app, "ada", PASSWORD)[0] == 302
+
+
+def test_unknown_users_fail_like_wrong_passwords(app: Flask) -> None:
+    status, client = log_in(app, "nobody", ADMIN_PASSWORD)
+    assert status == 401
+    body = client.get("/login").get_data(as_text=True)  # type: ignore[attr-defined]
+    assert "nobody" not in body
