@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+csrf = CSRFProtect()
+# Routes that authenticate each request themselves (signatures, a shared
+# secret) and are called by servers, not browsers: the only CSRF exemptions.
+SIGNED_WEBHOOKS = "webhooks"
 
 # No script at all, inline or not; styles and media only from us; no framing.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -47,7 +54,22 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
+def check_csrf() -> None:
+    """Every state-changing request from a browser carries the session's CSRF token,
+    as a form field or, for JSON, in the X-CSRFToken header."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.blueprint == SIGNED_WEBHOOKS:
+        return
+    try:
+        csrf.protect()
+    except CSRFError:
+        raise BadRequest("The form expired or came from another site. Reload the page and try again.") from None
+
+
 def init_app(app: Flask) -> None:
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=1, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]
     app.session_interface = SessionCookies()
     app.after_request(add_security_headers)
+    # Tokens live as long as the session: a page left open for hours still works.
+    app.config.update(WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None)
+    csrf.init_app(app)
+    app.before_request(check_csrf)

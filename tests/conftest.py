@@ -15,6 +15,7 @@ signs them.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -160,6 +161,36 @@ def full_env(twilio_api: FakeTwilio | None, assemblyai_api: FakeAssemblyAI | Non
     return env
 
 
+class BrowserClient(FlaskClient):
+    """A test client that sends the CSRF token with every form and JSON POST,
+    as a browser sends the hidden field of the form it was shown.
+
+    ``post(..., csrf=False)`` sends none, to show that such a request fails.
+    Webhook routes get none: their callers are servers, not browsers.
+    """
+
+    _token: str | None = None
+
+    def csrf_token(self) -> str:
+        if self._token is None:
+            page = super().get("/login").get_data(as_text=True)
+            match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+            assert match, "the login page has no CSRF token"
+            self._token = match.group(1)
+        return self._token
+
+    def post(self, *args: Any, csrf: bool = True, **kwargs: Any) -> Any:
+        path = str(args[0] if args else kwargs.get("path", "/"))
+        if csrf and not path.startswith(("/twilio/", "/assemblyai/")):
+            if "json" in kwargs:
+                kwargs["headers"] = {**kwargs.get("headers", {}), "X-CSRFToken": self.csrf_token()}
+            elif isinstance(kwargs.get("data"), dict):
+                kwargs["data"] = {"csrf_token": self.csrf_token(), **kwargs["data"]}
+            elif kwargs.get("data") is None:
+                kwargs["data"] = {"csrf_token": self.csrf_token()}
+        return super().post(*args, **kwargs)
+
+
 @pytest.fixture
 def make_app(
     tmp_path: Any, backend: dict[str, str], twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
@@ -177,6 +208,7 @@ def make_app(
         instance = str(tmp_path / f"instance{len(apps)}")
         app = create_app(Settings.from_env(env, instance_path=instance), instance_path=instance)
         app.config["TESTING"] = True
+        app.test_client_class = BrowserClient
         with app.app_context():
             from flask_migrate import upgrade
 

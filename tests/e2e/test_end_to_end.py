@@ -487,10 +487,13 @@ def test_dashboard_needs_a_login(run: Run, service: Service) -> None:
 
 def test_dashboard_shows_both_transcripts_after_login(run: Run, service: Service) -> None:
     with requests.Session() as browser:
-        assert browser.get(f"{service.local_url}/login", timeout=10).status_code == 200
+        form = browser.get(f"{service.local_url}/login", timeout=10)
+        assert form.status_code == 200
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, "the login form carries no CSRF token"
         login = browser.post(
             f"{service.local_url}/login",
-            data={"username": "admin", "password": ADMIN_PASSWORD},
+            data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token.group(1)},
             allow_redirects=False,
             timeout=10,
         )

@@ -15,6 +15,7 @@ from tests.conftest import (
     AUTH_TOKEN,
     SECRET_KEY,
     call_sid,
+    call_status_form,
     login,
     post_twilio,
     recording_form,
@@ -37,6 +38,51 @@ def test_pages_carry_a_strict_content_security_policy(client: object) -> None:
     assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_every_form_carries_a_csrf_token() -> None:
+    from pathlib import Path
+
+    for template in Path("app/templates").glob("*.html"):
+        text = template.read_text()
+        forms = text.count('<form method="post"')
+        assert text.count('name="csrf_token"') == forms, template
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/login", {"username": "admin", "password": ADMIN_PASSWORD}),
+        ("/dial", {"to": "+14155550123"}),
+        ("/logout", {}),
+        ("/recordings/1/retry", {}),
+    ],
+)
+def test_a_post_without_the_csrf_token_is_refused(
+    app: Flask, twilio_api: FakeTwilio, path: str, data: dict[str, str]
+) -> None:
+    client = app.test_client()
+    login(client)
+    response = client.post(path, data=data, csrf=False)  # type: ignore[call-arg]
+    assert response.status_code == 400
+    assert "Reload the page" in response.get_data(as_text=True)
+    assert twilio_api.calls_created == []
+    forged = client.post(path, data={**data, "csrf_token": "forged"}, csrf=False)  # type: ignore[call-arg]
+    assert forged.status_code == 400
+
+
+def test_json_without_the_csrf_header_is_refused(app: Flask, twilio_api: FakeTwilio) -> None:
+    client = app.test_client()
+    login(client)
+    response = client.post("/dial", json={"to": "+14155550123"}, csrf=False)  # type: ignore[call-arg]
+    assert response.status_code == 400
+    assert twilio_api.calls_created == []
+    assert client.post("/dial", json={"to": "+14155550123"}).status_code == 201
+
+
+def test_signed_webhooks_need_no_csrf_token(client: object) -> None:
+    response = post_twilio(client, "/twilio/call-status", call_status_form(call_sid(), "ringing"))  # type: ignore[arg-type]
+    assert response.status_code == 204
+
+
 def test_templates_hold_no_inline_script_or_style() -> None:
     from pathlib import Path
 
@@ -50,7 +96,8 @@ def test_over_https_cookies_are_secure_and_hsts_is_sent(app: Flask) -> None:
     response = client.post(
         "/login",
         data={"username": "admin", "password": ADMIN_PASSWORD},
-        headers={"X-Forwarded-Proto": "https"},
+        # Over https the CSRF check also wants a same-site Referer, as browsers send.
+        headers={"X-Forwarded-Proto": "https", "Referer": "https://localhost/login"},
     )
     assert response.status_code == 302
     cookie = response.headers["Set-Cookie"]
