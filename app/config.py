@@ -85,6 +85,10 @@ class Settings:
     http_timeout: float = 30.0
     job_max_attempts: int = 8
     job_timeout: int = 900
+    dial_allowed_countries: tuple[str, ...] = ()
+    dial_per_user_per_hour: int = 10
+    dial_per_hour: int = 30
+    dial_daily_limit: int = 100
     log_level: str = "INFO"
     secret_key_generated: bool = False
 
@@ -173,6 +177,12 @@ class Settings:
             http_timeout=float(_int("HTTP_TIMEOUT", get("HTTP_TIMEOUT"), 30, 1, 600)),
             job_max_attempts=_int("JOB_MAX_ATTEMPTS", get("JOB_MAX_ATTEMPTS"), 8, 1, 50),
             job_timeout=_int("JOB_TIMEOUT", get("JOB_TIMEOUT"), 900, 5, 86400),
+            dial_allowed_countries=_countries(get("DIAL_ALLOWED_COUNTRIES"), phone_number),
+            dial_per_user_per_hour=_int(
+                "DIAL_PER_USER_PER_HOUR", get("DIAL_PER_USER_PER_HOUR"), 10, 0, 10000
+            ),
+            dial_per_hour=_int("DIAL_PER_HOUR", get("DIAL_PER_HOUR"), 30, 0, 100000),
+            dial_daily_limit=_int("DIAL_DAILY_LIMIT", get("DIAL_DAILY_LIMIT"), 100, 0, 1000000),
             log_level=log_level,
         )
 
@@ -288,6 +298,24 @@ def _language(value: str | None) -> str | None:
     if value != "auto" and not all(c.isalpha() or c == "_" for c in value):
         raise ConfigError("ASSEMBLYAI_LANGUAGE", "must be 'auto' or a language code such as en_us")
     return value
+
+
+def _countries(value: str | None, phone_number: str | None) -> tuple[str, ...]:
+    """ISO country codes /dial may call; by default the Twilio number's own country."""
+    import phonenumbers
+
+    if value is None:
+        if phone_number is None:
+            return ()
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone_number, None))
+        return (region,) if region else ()
+    codes = tuple(c.strip().upper() for c in value.split(",") if c.strip())
+    unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
+    if unknown:
+        raise ConfigError(
+            "DIAL_ALLOWED_COUNTRIES", f"unknown country codes: {', '.join(unknown)} (use e.g. US,GB)"
+        )
+    return codes
 
 
 def _password_hash(value: str | None) -> str | None:

@@ -62,7 +62,9 @@ def check_csrf() -> None:
     try:
         csrf.protect()
     except CSRFError:
-        raise BadRequest("The form expired or came from another site. Reload the page and try again.") from None
+        raise BadRequest(
+            "The form expired or came from another site. Reload the page and try again."
+        ) from None
 
 
 def init_app(app: Flask) -> None:

@@ -215,6 +215,22 @@ class User(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+class DialAttempt(db.Model):
+    """Who asked to call whom, when, and what came of it: written before Twilio is called."""
+
+    __tablename__ = "dial_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The form's one-time key: a second submit of the same form dials nothing.
+    request_key: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    to_number: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # pending, placed, refused, failed
+    reason: Mapped[str | None] = mapped_column(Text)
+    call_sid: Mapped[str | None] = mapped_column(String(34))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
 class Attempt(db.Model):
     """One counted event for a rate limit (a failed login), shared by every process."""
 

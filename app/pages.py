@@ -16,14 +16,13 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import login_required
+from flask_login import current_user, login_required
 from sqlalchemy import or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import calls, pipeline
+from . import dialing, pipeline
 from .config import current_settings
 from .models import ACTIVE_STAGES, Call, Recording, Transcript, db
-from .providers import ProviderError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -43,8 +42,6 @@ def webhook_urls() -> list[tuple[str, str]]:
 @bp.get("/")
 def home() -> Any:
     settings = current_settings()
-    from flask_login import current_user
-
     if not current_user.is_authenticated:
         if settings.missing():
             # Nothing to protect yet, and the newcomer needs to see what to set.
@@ -77,6 +74,7 @@ def home() -> Any:
         missing=settings.missing(),
         urls=webhook_urls(),
         refresh=any(r.stage in ACTIVE_STAGES for c in rows for r in c.recordings),
+        request_key=dialing.new_request_key(),
     )
 
 
@@ -115,14 +113,18 @@ def dial() -> Any:
     if wants_json:
         body = request.get_json(silent=True)
         to = body.get("to") if isinstance(body, dict) else None
+        key = request.headers.get("Idempotency-Key")
     else:
         to = request.form.get("to")
+        key = request.form.get("request_key")
     try:
-        call = calls.place_call(to if isinstance(to, str) else "")
-    except calls.InvalidNumber as error:
-        return _dial_failed(wants_json, 400, str(error))
-    except ProviderError as error:
-        return _dial_failed(wants_json, 502, str(error))
+        call = dialing.dial(
+            to if isinstance(to, str) else "",
+            username=current_user.username,
+            request_key=key[:64] if key else None,
+        )
+    except dialing.DialRefused as refused:
+        return _dial_failed(wants_json, refused.status, str(refused))
     if wants_json:
         return jsonify(call_sid=call.call_sid, status=call.status, to=call.to_number), 201
     flash(f"Calling {call.to_number}.", "info")

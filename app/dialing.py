@@ -1,0 +1,165 @@
+"""What /dial may call, how often, and the audit trail; then calls.place_call.
+
+Exposed click-to-call endpoints are the classic route to toll fraud, so a
+number must be valid, in an allowed country, not premium-rate or another
+special service, and within the per-user, hourly and daily limits. Every
+attempt is written down before Twilio hears of it. The limits count these
+rows, so every gunicorn worker and machine shares them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import calls
+from .config import current_settings, require
+from .models import Call, DialAttempt, db, utcnow
+from .providers import ProviderError
+
+log = logging.getLogger(__name__)
+
+# Numbers that cost the caller extra or reach no person: never dialled.
+DENIED_TYPES = {
+    PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
+    PhoneNumberType.SHARED_COST: "a shared-cost number",
+    PhoneNumberType.PERSONAL_NUMBER: "a personal (forwarding) number",
+    PhoneNumberType.PAGER: "a pager",
+    PhoneNumberType.UAN: "a universal access number",
+    PhoneNumberType.VOICEMAIL: "a voicemail access number",
+    PhoneNumberType.UNKNOWN: "a number of unknown type",
+}
+
+
+class DialRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def new_request_key() -> str:
+    return uuid.uuid4().hex
+
+
+def dial(to: str, *, username: str, request_key: str | None) -> Call:
+    """Check, record, then place the call. Raises DialRefused with a status and a reason."""
+    try:
+        number = calls.parse_e164(to)
+    except calls.InvalidNumber as error:
+        raise DialRefused(400, str(error)) from None
+    settings = current_settings()
+    # A missing setting is the operator's to fix (503), before any policy applies.
+    require("placing calls", TWILIO_PHONE_NUMBER=settings.twilio_phone_number, BASE_URL=settings.base_url)
+    calls.twilio()
+    problem = _policy_problem(number)
+    if problem:
+        _record(username, number, request_key, "refused", problem)
+        raise DialRefused(403, problem)
+
+    attempt_id = _record(username, number, request_key, "pending", None)
+    if attempt_id is None:
+        return _earlier_result(request_key)
+    over = _over_limit(attempt_id, username)
+    db.session.commit()  # no transaction stays open while Twilio answers
+    if over:
+        _finish(attempt_id, "refused", over)
+        raise DialRefused(429, over)
+    try:
+        call = calls.place_call(number)
+    except ProviderError as error:
+        _finish(attempt_id, "failed", str(error))
+        raise DialRefused(502, str(error)) from None
+    except Exception:
+        _finish(attempt_id, "failed", "not placed: an error on our side")
+        raise
+    _finish(attempt_id, "placed", None, call.call_sid)
+    return call
+
+
+def _policy_problem(number: str) -> str | None:
+    settings = current_settings()
+    parsed = phonenumbers.parse(number, None)
+    region = phonenumbers.region_code_for_number(parsed)
+    if not settings.dial_allowed_countries:
+        return "No country is allowed: set DIAL_ALLOWED_COUNTRIES (or TWILIO_PHONE_NUMBER)."
+    if region not in settings.dial_allowed_countries:
+        allowed = ", ".join(settings.dial_allowed_countries)
+        return f"Calls to {region or 'that range'} are not allowed (DIAL_ALLOWED_COUNTRIES: {allowed})."
+    kind = DENIED_TYPES.get(phonenumbers.number_type(parsed))
+    if kind:
+        return f"{number} is {kind}; such numbers are never dialled."
+    return None
+
+
+def _record(
+    username: str, number: str, request_key: str | None, outcome: str, reason: str | None
+) -> int | None:
+    """Write the audit row; None when this request key was used before (a double submit)."""
+    attempt = DialAttempt(
+        request_key=request_key or new_request_key(),
+        username=username,
+        to_number=number,
+        outcome=outcome,
+        reason=reason,
+    )
+    db.session.add(attempt)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return None
+    log.info("dial %s by %s: %s%s", number, username, outcome, f" ({reason})" if reason else "")
+    return attempt.id
+
+
+def _finish(attempt_id: int, outcome: str, reason: str | None, call_sid: str | None = None) -> None:
+    db.session.execute(
+        update(DialAttempt)
+        .where(DialAttempt.id == attempt_id)
+        .values(outcome=outcome, reason=reason, call_sid=call_sid)
+    )
+    db.session.commit()
+
+
+def _over_limit(attempt_id: int, username: str) -> str | None:
+    """Count this attempt among those before it; two at once are both counted."""
+    settings = current_settings()
+    now = utcnow()
+
+    def counted(since_seconds: int, user: str | None = None) -> int:
+        query = (
+            select(func.count())
+            .select_from(DialAttempt)
+            .where(
+                DialAttempt.outcome.in_(("pending", "placed")),
+                DialAttempt.created_at > now - timedelta(seconds=since_seconds),
+                DialAttempt.id <= attempt_id,
+            )
+        )
+        if user is not None:
+            query = query.where(DialAttempt.username == user)
+        return db.session.scalar(query) or 0
+
+    if counted(3600, username) > settings.dial_per_user_per_hour:
+        return f"You placed {settings.dial_per_user_per_hour} calls in the last hour; wait a while."
+    if counted(3600) > settings.dial_per_hour:
+        return f"{settings.dial_per_hour} calls were placed in the last hour (DIAL_PER_HOUR); wait a while."
+    if counted(86400) > settings.dial_daily_limit:
+        return f"The daily limit of {settings.dial_daily_limit} calls is reached (DIAL_DAILY_LIMIT)."
+    return None
+
+
+def _earlier_result(request_key: str | None) -> Call:
+    attempt = db.session.scalar(select(DialAttempt).where(DialAttempt.request_key == request_key))
+    if attempt is not None and attempt.call_sid:
+        call = db.session.scalar(select(Call).where(Call.call_sid == attempt.call_sid))
+        if call is not None:
+            return call
+    reason = attempt.reason if attempt is not None and attempt.reason else "it is still being placed"
+    raise DialRefused(409, f"This form was already sent: {reason}")

@@ -1,0 +1,128 @@
+"""/dial spends money: only allowed countries, no premium ranges, limits, an audit trail, no double dial."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from app.models import DialAttempt, db
+from tests.conftest import login
+from tests.fakes.twilio_api import FakeTwilio
+
+US_NUMBER = "+14155550123"
+UK_MOBILE = "+447400123456"
+
+
+def attempts(app: Flask) -> list[DialAttempt]:
+    with app.app_context():
+        found = list(db.session.scalars(select(DialAttempt).order_by(DialAttempt.id)))
+        db.session.expunge_all()
+        return found
+
+
+def dial(app: Flask, to: str, **headers: str) -> object:
+    client = app.test_client()
+    login(client)
+    return client.post("/dial", json={"to": to}, headers=headers)
+
+
+def test_only_the_twilio_numbers_country_by_default(app: Flask, twilio_api: FakeTwilio) -> None:
+    response = dial(app, UK_MOBILE)
+    assert response.status_code == 403  # type: ignore[attr-defined]
+    assert "GB" in response.get_json()["error"] and "DIAL_ALLOWED_COUNTRIES" in response.get_json()["error"]  # type: ignore[attr-defined]
+    assert twilio_api.calls_created == []
+    (attempt,) = attempts(app)
+    assert (attempt.username, attempt.to_number, attempt.outcome) == ("admin", UK_MOBILE, "refused")
+
+
+def test_allowed_countries_are_configurable(make_app: Callable[..., Flask], twilio_api: FakeTwilio) -> None:
+    app = make_app(DIAL_ALLOWED_COUNTRIES="US,GB")
+    assert dial(app, UK_MOBILE).status_code == 201  # type: ignore[attr-defined]
+    assert [c["To"] for c in twilio_api.calls_created] == [[UK_MOBILE]]
+
+
+@pytest.mark.parametrize("number", ["+19005550100", "+448712345678"])
+def test_premium_rate_numbers_are_never_dialled(
+    make_app: Callable[..., Flask], twilio_api: FakeTwilio, number: str
+) -> None:
+    app = make_app(DIAL_ALLOWED_COUNTRIES="US,GB")
+    response = dial(app, number)
+    assert response.status_code == 403  # type: ignore[attr-defined]
+    assert "premium-rate" in response.get_json()["error"]  # type: ignore[attr-defined]
+    assert twilio_api.calls_created == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("DIAL_PER_USER_PER_HOUR", "in the last hour"),
+        ("DIAL_PER_HOUR", "DIAL_PER_HOUR"),
+        ("DIAL_DAILY_LIMIT", "daily"),
+    ],
+)
+def test_limits_stop_the_next_call(
+    make_app: Callable[..., Flask], twilio_api: FakeTwilio, setting: str, says: str
+) -> None:
+    app = make_app(**{setting: "2"})
+    assert [dial(app, US_NUMBER).status_code for _ in range(2)] == [201, 201]  # type: ignore[attr-defined]
+    refused = dial(app, US_NUMBER)
+    assert refused.status_code == 429  # type: ignore[attr-defined]
+    assert says in refused.get_json()["error"]  # type: ignore[attr-defined]
+    assert len(twilio_api.calls_created) == 2
+    assert [a.outcome for a in attempts(app)] == ["placed", "placed", "refused"]
+
+
+def test_the_audit_row_is_written_before_twilio_is_called(app: Flask, twilio_api: FakeTwilio) -> None:
+    twilio_api.delay_next("calls_create", 1.0)  # Twilio takes a second to answer
+    worker = threading.Thread(target=dial, args=(app, US_NUMBER))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not (seen := attempts(app)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The first sight of the row is while Twilio still works on the call.
+        (attempt,) = seen
+        assert (attempt.outcome, attempt.to_number, attempt.username) == ("pending", US_NUMBER, "admin")
+    finally:
+        worker.join(timeout=10)
+    (attempt,) = attempts(app)
+    assert attempt.outcome == "placed" and attempt.call_sid
+
+
+def test_a_twilio_refusal_is_audited_with_its_short_reason(app: Flask, twilio_api: FakeTwilio) -> None:
+    twilio_api.fail_next_call_create()
+    response = dial(app, US_NUMBER)
+    assert response.status_code == 502  # type: ignore[attr-defined]
+    (attempt,) = attempts(app)
+    assert attempt.outcome == "failed" and "Invalid 'To' Phone Number" in (attempt.reason or "")
+
+
+def test_a_double_submitted_form_dials_once(app: Flask, twilio_api: FakeTwilio) -> None:
+    client = app.test_client()
+    login(client)
+    form = {"to": US_NUMBER, "request_key": "4f1c2b7e9a0d4c3b8e6f5a4d3c2b1a09"}
+    first = client.post("/dial", data=form)
+    second = client.post("/dial", data=form)
+    assert first.status_code == second.status_code == 302
+    assert first.headers["Location"] == second.headers["Location"]
+    assert len(twilio_api.calls_created) == 1
+
+
+def test_a_repeated_idempotency_key_dials_once(app: Flask, twilio_api: FakeTwilio) -> None:
+    first = dial(app, US_NUMBER, **{"Idempotency-Key": "retry-1"})
+    again = dial(app, US_NUMBER, **{"Idempotency-Key": "retry-1"})
+    assert first.get_json()["call_sid"] == again.get_json()["call_sid"]  # type: ignore[attr-defined]
+    assert len(twilio_api.calls_created) == 1
+
+
+def test_the_form_carries_a_fresh_request_key(app: Flask) -> None:
+    client = app.test_client()
+    login(client)
+    pages = [client.get("/").get_data(as_text=True) for _ in range(2)]
+    keys = [p.split('name="request_key" value="')[1].split('"')[0] for p in pages]
+    assert keys[0] != keys[1] and all(len(k) == 32 for k in keys)
