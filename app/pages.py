@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 from flask import (
@@ -20,9 +22,11 @@ from flask_login import current_user, login_required
 from sqlalchemy import or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import dialing, pipeline
+from . import calls, dialing, pipeline
+from .auth import login_manager
 from .config import current_settings
 from .models import ACTIVE_STAGES, Call, Recording, Transcript, db
+from .providers import ProviderError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -46,7 +50,7 @@ def home() -> Any:
         if settings.missing():
             # Nothing to protect yet, and the newcomer needs to see what to set.
             return render_template("setup.html", missing=settings.missing(), urls=webhook_urls())
-        return redirect(url_for("auth.login"))
+        return login_manager.unauthorized()
     query = (request.args.get("q") or "").strip()[:200]
     page = max(1, request.args.get("page", 1, type=int) or 1)
     statement = select(Call).order_by(Call.created_at.desc(), Call.id.desc())
@@ -89,6 +93,33 @@ def call_detail(call_sid: str) -> str:
         call=call,
         refresh=any(r.stage in ACTIVE_STAGES for r in call.recordings),
     )
+
+
+@bp.get("/recordings/<int:recording_id>/audio")
+@login_required
+def recording_audio(recording_id: int) -> Response:
+    """The recording, streamed through us: the browser never sees a Twilio URL or credential."""
+    recording = db.session.get(Recording, recording_id)
+    if recording is None or recording.status != "completed":
+        abort(404, "No such recording.")
+    sid, channels = recording.recording_sid, recording.channels
+    db.session.commit()  # no transaction stays open while Twilio answers
+    stack = ExitStack()
+    try:
+        media = stack.enter_context(calls.twilio().open_media(sid, channels=channels))
+    except ProviderError as error:
+        stack.close()
+        log.warning("recording %s: audio not available (%s)", sid, error)
+        abort(502, "Twilio did not hand over the recording; try again shortly.")
+
+    def body() -> Iterator[bytes]:
+        with stack:
+            yield from media.chunks()
+
+    headers = {"Cache-Control": "private, no-store"}
+    if media.expected_length is not None:
+        headers["Content-Length"] = str(media.expected_length)
+    return Response(body(), mimetype="audio/wav", headers=headers)
 
 
 @bp.post("/recordings/<int:recording_id>/retry")

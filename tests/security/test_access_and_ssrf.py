@@ -1,0 +1,109 @@
+"""Private data needs a login; provider URLs and credentials stay where they belong."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from flask import Flask
+
+from app.config import WEBHOOK_HEADER_NAME
+from tests.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    call_sid,
+    call_status_form,
+    login,
+    post_twilio,
+    recording_form,
+    recording_sid,
+    run_jobs,
+)
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.twilio_api import FakeTwilio
+
+AUDIO = b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(200)) * 50
+
+
+def a_recorded_call(app: Flask, twilio_api: FakeTwilio) -> None:
+    twilio_api.add_recording(recording_sid(), AUDIO, call_sid())
+    client = app.test_client()
+    post_twilio(client, "/twilio/call-status", call_status_form(call_sid(), "completed", CallDuration="5"))
+    post_twilio(client, "/twilio/recording-status", recording_form(call_sid(), recording_sid()))
+
+
+@pytest.mark.parametrize("path", ["/", "/?q=invoice", f"/calls/{call_sid()}", "/recordings/1/audio"])
+def test_every_private_page_needs_a_login(app: Flask, twilio_api: FakeTwilio, path: str) -> None:
+    a_recorded_call(app, twilio_api)
+    client = app.test_client()
+    response = client.get(path)
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    as_script = client.get(path, headers={"Accept": "application/json"})
+    assert as_script.status_code == 401
+    assert twilio_api.media_downloads(recording_sid()) == 0
+
+
+@pytest.mark.parametrize("path", ["/dial", "/recordings/1/retry", "/logout"])
+def test_every_action_needs_a_login(app: Flask, twilio_api: FakeTwilio, path: str) -> None:
+    response = app.test_client().post(path, json={"to": "+14155550123"})
+    assert response.status_code == 401
+    assert twilio_api.calls_created == []
+
+
+def test_audio_is_streamed_through_the_app_with_its_credentials(app: Flask, twilio_api: FakeTwilio) -> None:
+    a_recorded_call(app, twilio_api)
+    client = app.test_client()
+    login(client)
+    page = client.get(f"/calls/{call_sid()}").get_data(as_text=True)
+    assert 'src="/recordings/1/audio"' in page
+    assert AUTH_TOKEN not in page and "api.twilio.com" not in page and twilio_api.base_url not in page
+
+    audio = client.get("/recordings/1/audio")
+    assert audio.status_code == 200 and audio.mimetype == "audio/wav"
+    assert audio.get_data() == AUDIO
+    (media,) = twilio_api.requests_of("media")
+    expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+    assert media.headers["Authorization"] == expected
+
+
+def test_audio_that_twilio_will_not_give_is_a_short_502(app: Flask, twilio_api: FakeTwilio) -> None:
+    a_recorded_call(app, twilio_api)
+    twilio_api.fail_next("media", status=500)
+    client = app.test_client()
+    login(client)
+    response = client.get("/recordings/1/audio", headers={"Accept": "application/json"})
+    assert response.status_code == 502
+    assert AUTH_TOKEN not in response.get_data(as_text=True)
+
+
+def test_media_is_fetched_from_twilios_api_host_whatever_recording_url_says(
+    app: Flask, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> None:
+    twilio_api.add_recording(recording_sid(), AUDIO, call_sid())
+    evil = recording_form(call_sid(), recording_sid(), RecordingUrl="http://169.254.169.254/latest/meta-data")
+    assert post_twilio(app.test_client(), "/twilio/recording-status", evil).status_code == 204
+    run_jobs(app)
+    (media,) = twilio_api.requests_of("media")
+    assert media.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{recording_sid()}.wav"
+    assert assemblyai_api.uploads[0]["data"] == AUDIO
+
+
+@pytest.mark.parametrize(
+    "sid", ["RE../../Calls", "RE" + "0" * 31, "REzz" + "0" * 30, "https://evil.example/RE" + "0" * 32]
+)
+def test_a_malformed_recording_sid_is_refused(app: Flask, twilio_api: FakeTwilio, sid: str) -> None:
+    response = post_twilio(app.test_client(), "/twilio/recording-status", recording_form(call_sid(), sid))
+    assert response.status_code == 400
+    run_jobs(app)
+    assert twilio_api.requests == []
+
+
+def test_an_oversized_webhook_body_is_a_413(app: Flask) -> None:
+    secret = app.extensions["settings"].webhook_secret
+    response = app.test_client().post(
+        "/assemblyai/webhook?recording=1",
+        data=b'{"transcript_id": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+        content_type="application/json",
+        headers={WEBHOOK_HEADER_NAME: secret},
+    )
+    assert response.status_code == 413
