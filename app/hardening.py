@@ -54,6 +54,15 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
+def refuse_nul_characters() -> None:
+    """No legitimate field holds a NUL, and PostgreSQL cannot store one: refuse it up front."""
+    values = [request.path, *request.args.values()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += [*request.form.keys(), *request.form.values()]
+    if any("\x00" in value for value in values):
+        raise BadRequest("Text with a NUL character is not accepted.")
+
+
 def check_csrf() -> None:
     """Every state-changing request from a browser carries the session's CSRF token,
     as a form field or, for JSON, in the X-CSRFToken header."""
@@ -74,4 +83,5 @@ def init_app(app: Flask) -> None:
     # Tokens live as long as the session: a page left open for hours still works.
     app.config.update(WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None)
     csrf.init_app(app)
+    app.before_request(refuse_nul_characters)
     app.before_request(check_csrf)

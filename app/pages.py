@@ -52,7 +52,7 @@ def home() -> Any:
             return render_template("setup.html", missing=settings.missing(), urls=webhook_urls())
         return login_manager.unauthorized()
     query = (request.args.get("q") or "").strip()[:200]
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), 100_000)
     statement = select(Call).order_by(Call.created_at.desc(), Call.id.desc())
     if query:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

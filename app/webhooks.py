@@ -8,6 +8,8 @@ every route answers at once, leaves slow work to the queue, and answers
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest
 
@@ -16,6 +18,8 @@ from .config import current_settings
 from .webhook_auth import assemblyai_authenticated, twilio_signed
 
 bp = Blueprint("webhooks", __name__)
+# AssemblyAI's ids are UUIDs today; allow any short id of that alphabet.
+TRANSCRIPT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _twiml(document: str) -> Response:
@@ -95,7 +99,7 @@ def transcript_ready() -> tuple[dict[str, object], int]:
     if not isinstance(body, dict):
         raise BadRequest("Expected a JSON object.")
     transcript_id = body.get("transcript_id")
-    if not isinstance(transcript_id, str) or not transcript_id or len(transcript_id) > 64:
-        raise BadRequest("Missing transcript_id.")
+    if not isinstance(transcript_id, str) or not TRANSCRIPT_ID.match(transcript_id):
+        raise BadRequest("Missing or malformed transcript_id.")
     queued = pipeline.transcript_webhook(int(recording), transcript_id)
     return {"accepted": queued}, 200
