@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from flask import (
     url_for,
 )
 from flask_login import LoginManager, UserMixin, login_required, login_user, logout_user
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .config import current_settings
@@ -85,6 +86,39 @@ def password_matches(account: Account | None, password: str) -> bool:
         expected = current_settings().admin_password or ""
         return hmac.compare_digest(password.encode(), expected.encode())
     return check_password_hash(account.password_hash, password)
+
+
+TOKEN_PREFIX = "cs_"  # noqa: S105 (a prefix that makes leaked tokens easy to spot)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
+
+
+def user_for_token(token: str) -> SessionUser | None:
+    user = db.session.scalar(select(User).where(User.api_token_hash == _token_hash(token)))
+    return SessionUser(Account(user.username, user.password_hash)) if user is not None else None
+
+
+@login_manager.request_loader
+def load_user_from_token(request_: object) -> SessionUser | None:
+    token = bearer_token()
+    return user_for_token(token) if token else None
+
+
+def new_api_token(username: str) -> str | None:
+    """A fresh token for scripts, replacing the old one; None for an unknown user."""
+    token = TOKEN_PREFIX + secrets.token_hex(24)
+    changed = db.session.execute(
+        update(User).where(User.username == username).values(api_token_hash=_token_hash(token))
+    ).rowcount
+    db.session.commit()
+    return token if changed else None
 
 
 @login_manager.unauthorized_handler

@@ -83,6 +83,16 @@ def register(app: Flask) -> None:
             raise click.ClickException(f"no user {username}")
         click.echo(f"removed {username}")
 
+    @users.command("token")
+    @click.argument("username")
+    @with_appcontext
+    def token(username: str) -> None:
+        """Print a new API token for scripts (Authorization: Bearer ...); the old one stops working."""
+        new = auth.new_api_token(username)
+        if new is None:
+            raise click.ClickException(f"no user {username} (add one with flask users add)")
+        click.echo(new)
+
     @users.command("list")
     @with_appcontext
     def list_users() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, Unauthorized
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 csrf = CSRFProtect()
@@ -67,6 +67,16 @@ def check_csrf() -> None:
     """Every state-changing request from a browser carries the session's CSRF token,
     as a form field or, for JSON, in the X-CSRFToken header."""
     if request.method in ("GET", "HEAD", "OPTIONS") or request.blueprint == SIGNED_WEBHOOKS:
+        return
+    from .auth import bearer_token, user_for_token
+
+    token = bearer_token()
+    if token is not None:
+        # A script's token is no ambient credential a browser would send on
+        # its own, so it needs no CSRF token; a wrong one never falls back
+        # to the session cookie.
+        if user_for_token(token) is None:
+            raise Unauthorized("Invalid API token.")
         return
     try:
         csrf.protect()
