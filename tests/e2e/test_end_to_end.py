@@ -11,13 +11,11 @@ test below checks one behaviour of that single run.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 import re
 import struct
 import time
-import wave
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,7 +45,7 @@ from tests.e2e import report
 from tests.e2e.html_text import texts
 from tests.e2e.service import Service, free_port
 from tests.e2e.twilio_side import TwilioSide
-from tests.fakes import FakeAssemblyAI, FakeTwilio, make_sid
+from tests.fakes import FakeAssemblyAI, FakeTwilio, audio, make_sid
 
 pytestmark = pytest.mark.e2e
 
@@ -70,13 +68,7 @@ def wav(seconds: float, channels: int, frequency: float) -> bytes:
     for i in range(int(rate * seconds)):
         sample = int(6000 * math.sin(2 * math.pi * frequency * i / rate))
         frames += struct.pack("<h", sample) * channels
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(channels)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(bytes(frames))
-    return buffer.getvalue()
+    return audio.wav(bytes(frames), channels=channels, rate=rate)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ the providers received, from the fakes' logs.
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import os
 import random
@@ -23,7 +22,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-import wave
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,7 +44,7 @@ from tests.conftest import (
 )
 from tests.e2e.service import Service, free_port
 from tests.e2e.twilio_side import TwilioSide, twilio_time
-from tests.fakes import FakeAssemblyAI, FakeTwilio, RecordedRequest, make_sid
+from tests.fakes import FakeAssemblyAI, FakeTwilio, RecordedRequest, audio, make_sid
 
 T = TypeVar("T")
 
@@ -65,14 +63,7 @@ DATABASE_LOCKED = "database is locked"
 def wav(n: int) -> bytes:
     """A tenth of a second of 8 kHz audio, different for every ``n``: what Twilio would serve."""
     rng = random.Random(n)
-    frames = bytes(rng.getrandbits(8) for _ in range(1600))
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(frames)
-    return buffer.getvalue()
+    return audio.wav(bytes(rng.getrandbits(8) for _ in range(1600)))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ Exit code 0 only when no recording was lost or duplicated. See README.md.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
@@ -26,7 +25,6 @@ import tempfile
 import threading
 import time
 import uuid
-import wave
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -51,7 +49,7 @@ from tests.conftest import (
 )
 from tests.e2e.service import Service, free_port
 from tests.e2e.twilio_side import twilio_time
-from tests.fakes import make_sid
+from tests.fakes import audio, make_sid
 from tests.soak import figures
 from tests.soak.fakes import FaultInjector, SoakAssemblyAI, SoakTwilio, catalogue
 
@@ -181,13 +179,7 @@ def storage_settings(args: argparse.Namespace, instance: Path, stack: ExitStack)
 def wav(n: int, channels: int, rng: random.Random) -> bytes:
     """A tiny 8 kHz WAV whose bytes are unique to call ``n``."""
     frames = struct.pack("<I", n) * channels + rng.randbytes(396 * 2 * channels)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(channels)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(frames)
-    return buffer.getvalue()
+    return audio.wav(frames, channels=channels)
 
 
 @dataclass
