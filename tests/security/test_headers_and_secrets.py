@@ -132,7 +132,7 @@ def test_no_secret_reaches_the_logs_even_at_debug(
     logging.getLogger("urllib3").setLevel(logging.DEBUG)
     client.get("/boom")
 
-    login(client)
+    session_cookie = login(client).headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
     client.post("/dial", json={"to": "+14155550123"})
     twilio_api.fail_next_call_create()
     client.post("/dial", json={"to": "+14155550123"})
@@ -154,6 +154,7 @@ def test_no_secret_reaches_the_logs_even_at_debug(
     logged = capsys.readouterr().err
     assert "DEBUG" in logged and "Twilio" in logged, "the scenario logged too little to prove anything"
     assert "RuntimeError: 401 for" in logged and "[redacted]" in logged, "the failure was not logged"
+    assert session_cookie not in logged, "the session cookie was logged"
     for secret in settings.secrets():
         assert secret not in logged, f"a secret ({secret[:3]}…) was logged"
     for secret in (AUTH_TOKEN, ASSEMBLYAI_KEY, ADMIN_PASSWORD, SECRET_KEY):
