@@ -6,7 +6,7 @@ now". Every step claims the row with a conditional UPDATE, so two workers
 crashed worker's claim simply runs out. Every step is safe to run twice.
 
     pending --deliver--> delivered --submit--> submitted --fetch--> transcribed
-       \\________________________\\__________________\\______> failed (retry: pending/delivered)
+       \\________________________\\__________________\\______> failed (a person's retry: back to that step)
 """
 
 from __future__ import annotations
