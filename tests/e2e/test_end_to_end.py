@@ -43,6 +43,7 @@ from tests.conftest import (
 )
 from tests.e2e import report
 from tests.e2e.html_text import texts
+from tests.e2e.rows import outcomes
 from tests.e2e.service import Service, free_port
 from tests.e2e.twilio_side import TwilioSide
 from tests.fakes import FakeAssemblyAI, FakeTwilio, audio, make_sid
@@ -208,18 +209,6 @@ class Run:
     @property
     def calls(self) -> tuple[PlannedCall, PlannedCall]:
         return self.voicemail, self.forwarded
-
-
-def outcomes(database: sa.Engine, recording_sids: list[str]) -> dict[str, str]:
-    """Recordings that reached the end of the pipeline: "transcribed" (with its transcript) or "failed"."""
-    statement = sa.text(
-        "SELECT r.recording_sid, r.stage FROM recordings r"
-        " LEFT JOIN transcripts t ON t.recording_id = r.id"
-        " WHERE r.recording_sid IN :sids"
-        " AND ((r.stage = 'transcribed' AND t.status = 'completed') OR r.stage = 'failed')"
-    ).bindparams(sa.bindparam("sids", expanding=True))
-    with database.connect() as connection:
-        return {sid: stage for sid, stage in connection.execute(statement, {"sids": recording_sids})}
 
 
 def pipeline_state(database: sa.Engine) -> str:

@@ -42,6 +42,7 @@ from tests.conftest import (
     full_env,
     recording_form,
 )
+from tests.e2e.rows import outcomes
 from tests.e2e.service import Service, free_port
 from tests.e2e.twilio_side import TwilioSide, twilio_time
 from tests.fakes import FakeAssemblyAI, FakeTwilio, RecordedRequest, audio, make_sid
@@ -450,15 +451,7 @@ class Harness:
 
     def finished(self, calls: list[PlannedCall]) -> dict[str, str]:
         """Recordings at the end of the pipeline: "transcribed" with its transcript stored, or "failed"."""
-        statement = sa.text(
-            "SELECT r.recording_sid, r.stage FROM recordings r"
-            " LEFT JOIN transcripts t ON t.recording_id = r.id"
-            " WHERE r.recording_sid IN :sids"
-            " AND ((r.stage = 'transcribed' AND t.status = 'completed') OR r.stage = 'failed')"
-        ).bindparams(sa.bindparam("sids", expanding=True))
-        with self.database.connect() as connection:
-            rows = connection.execute(statement, {"sids": [c.recording_sid for c in calls]})
-            return {sid: stage for sid, stage in rows}
+        return outcomes(self.database, [c.recording_sid for c in calls])
 
     def state(self) -> str:
         """Every recording's and transcript's row, for a failure message."""
