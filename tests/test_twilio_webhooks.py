@@ -12,8 +12,6 @@ from sqlalchemy import func, select
 
 from app.models import Call, Recording, db
 from tests.conftest import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
     BASE_URL,
     call_sid,
     call_status_form,
@@ -205,7 +203,3 @@ def test_outbound_twiml_and_goodbye_are_signed_routes(client: FlaskClient) -> No
     assert twiml_of(post_twilio(client, "/twilio/outbound", form)).find("Record") is not None
     assert twiml_of(post_twilio(client, "/twilio/recorded", form)).find("Hangup") is not None
     assert client.post("/twilio/outbound", data=form).status_code == 403
-
-
-def test_signature_uses_the_auth_token_only(app: Flask) -> None:
-    assert AUTH_TOKEN not in twilio_signature(f"{BASE_URL}/x", {"AccountSid": ACCOUNT_SID})
