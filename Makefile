@@ -34,8 +34,8 @@ browser:
 	fi
 
 lint: $(VENV)/.testing
-	$(BIN)/ruff check app tests wsgi.py gunicorn.conf.py
-	$(BIN)/ruff format --check app tests wsgi.py gunicorn.conf.py
+	$(BIN)/ruff check app tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/ruff format --check app tests bench wsgi.py gunicorn.conf.py
 
 test: $(VENV)/.testing browser lint
 	$(BIN)/python -m pytest

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.models import Call, db
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, TWILIO_NUMBER, login
 from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, TWILIO_NUMBER, login
 
 CALLEE = "+14155550199"
 

@@ -22,7 +22,9 @@ from sqlalchemy import select
 from app import create_app
 from app.config import WEBHOOK_HEADER_NAME, Settings
 from app.models import Recording, Transcript, db
-from tests.conftest import (
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import (
     ADMIN_PASSWORD,
     ASSEMBLYAI_KEY,
     AUTH_TOKEN,
@@ -38,8 +40,6 @@ from tests.conftest import (
     recording_sid,
     run_jobs,
 )
-from tests.fakes.assemblyai_api import FakeAssemblyAI
-from tests.fakes.twilio_api import FakeTwilio
 
 CALLER = "+14155550123"
 

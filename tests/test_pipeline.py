@@ -19,7 +19,10 @@ from sqlalchemy import select
 from app import pipeline
 from app.config import WEBHOOK_HEADER_NAME
 from app.models import Recording, Stage, Transcript, db, utcnow
-from tests.conftest import (
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.openapi import transcript_params_errors
+from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import (
     ACCOUNT_SID,
     ASSEMBLYAI_KEY,
     AUTH_TOKEN,
@@ -30,9 +33,6 @@ from tests.conftest import (
     recording_sid,
     run_jobs,
 )
-from tests.fakes.assemblyai_api import FakeAssemblyAI
-from tests.fakes.openapi import transcript_params_errors
-from tests.fakes.twilio_api import FakeTwilio
 
 AUDIO = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 600  # ~150 kB
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.models import Call, Recording, Transcript, db
-from tests.conftest import call_sid, call_status_form, post_twilio, recording_form, recording_sid
+from tests.helpers import call_sid, call_status_form, post_twilio, recording_form, recording_sid
 
 
 def test_migrations_create_every_table(app: Flask) -> None:

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.models import Call, Recording, db
-from tests.conftest import (
+from tests.helpers import (
     BASE_URL,
     call_sid,
     call_status_form,

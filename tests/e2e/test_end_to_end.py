@@ -29,7 +29,13 @@ import requests
 import sqlalchemy as sa
 
 from app.config import Settings
-from tests.conftest import (
+from tests.e2e import report
+from tests.e2e.html_text import texts
+from tests.e2e.rows import outcomes
+from tests.e2e.service import Service, free_port
+from tests.e2e.twilio_side import TwilioSide
+from tests.fakes import FakeAssemblyAI, FakeTwilio, audio, make_sid
+from tests.helpers import (
     ACCOUNT_SID,
     ADMIN_PASSWORD,
     ASSEMBLYAI_KEY,
@@ -41,12 +47,6 @@ from tests.conftest import (
     storage_env,
     unavailable,
 )
-from tests.e2e import report
-from tests.e2e.html_text import texts
-from tests.e2e.rows import outcomes
-from tests.e2e.service import Service, free_port
-from tests.e2e.twilio_side import TwilioSide
-from tests.fakes import FakeAssemblyAI, FakeTwilio, audio, make_sid
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from email.utils import format_datetime
 import requests
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, TWILIO_NUMBER
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, TWILIO_NUMBER
 
 
 def twilio_time(when: datetime | None = None) -> str:

@@ -33,7 +33,11 @@ import sqlalchemy as sa
 
 from app.config import WEBHOOK_HEADER_NAME, Settings
 from app.models import CALL_STATUS_RANK, RECORDING_STATUS_RANK, TRANSCRIPT_STATUS_RANK, Recording
-from tests.conftest import (
+from tests.e2e.rows import outcomes
+from tests.e2e.service import Service, free_port
+from tests.e2e.twilio_side import TwilioSide, twilio_time
+from tests.fakes import FakeAssemblyAI, FakeTwilio, RecordedRequest, audio, make_sid
+from tests.helpers import (
     ACCOUNT_SID,
     ASSEMBLYAI_KEY,
     AUTH_TOKEN,
@@ -42,10 +46,6 @@ from tests.conftest import (
     full_env,
     recording_form,
 )
-from tests.e2e.rows import outcomes
-from tests.e2e.service import Service, free_port
-from tests.e2e.twilio_side import TwilioSide, twilio_time
-from tests.fakes import FakeAssemblyAI, FakeTwilio, RecordedRequest, audio, make_sid
 
 T = TypeVar("T")
 

@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from app.config import WEBHOOK_HEADER_NAME
 from app.models import Call, Recording, Transcript, UTCDateTime, db
-from tests.conftest import call_sid, call_status_form, post_twilio, recording_form, recording_sid
-from tests.conftest import run_jobs as run_queued_jobs
 from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import call_sid, call_status_form, post_twilio, recording_form, recording_sid
+from tests.helpers import run_jobs as run_queued_jobs
 
 # Every timestamp the service stores, found from the models themselves.
 TIME_COLUMNS = {

@@ -9,9 +9,9 @@ import pytest
 from flask import Flask
 
 from app.models import db
-from tests.conftest import call_sid, call_status_form, post_twilio
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import call_sid, call_status_form, post_twilio
 from tests.reliability.inprocess import reconcile, recording_arrives, run_jobs, time_passes
 
 

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.models import CALL_STATUS_RANK, Call, Recording, Stage, Transcript
-from tests.conftest import call_sid, call_status_form, post_twilio, recording_sid
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import call_sid, call_status_form, post_twilio, recording_sid
 from tests.reliability.inprocess import (
     assemblyai_calls_back,
     audio_for,

@@ -22,7 +22,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.conftest import BACKENDS, storage_env
+from tests.helpers import BACKENDS, storage_env
 from tests.reliability.harness import (
     DATABASE_LOCKED,
     HOLD_SECONDS,

@@ -16,9 +16,9 @@ from flask import Flask
 
 from app.models import Recording, Stage, Transcript, utcnow
 from app.pipeline import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, backoff_delay
-from tests.conftest import recording_sid
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import recording_sid
 from tests.reliability.inprocess import (
     assemblyai_calls_back,
     recording_arrives,

@@ -35,7 +35,9 @@ from app.models import (
     db,
     utcnow,
 )
-from tests.conftest import (
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import (
     ACCOUNT_SID,
     ASSEMBLYAI_KEY,
     AUTH_TOKEN,
@@ -46,8 +48,6 @@ from tests.conftest import (
     post_twilio,
     recording_sid,
 )
-from tests.fakes.assemblyai_api import FakeAssemblyAI
-from tests.fakes.twilio_api import FakeTwilio
 from tests.reliability.inprocess import (
     assemblyai_calls_back,
     audio_for,

@@ -8,7 +8,9 @@ import pytest
 from flask import Flask
 
 from app.config import WEBHOOK_HEADER_NAME
-from tests.conftest import (
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     call_sid,
@@ -19,8 +21,6 @@ from tests.conftest import (
     recording_sid,
     run_jobs,
 )
-from tests.fakes.assemblyai_api import FakeAssemblyAI
-from tests.fakes.twilio_api import FakeTwilio
 
 AUDIO = b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(200)) * 50
 

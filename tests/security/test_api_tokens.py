@@ -6,8 +6,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.models import User, db
-from tests.conftest import login
 from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import login
 
 PASSWORD = "a long enough password"
 

@@ -11,8 +11,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.models import DialAttempt, db
-from tests.conftest import login
 from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import login
 
 US_NUMBER = "+14155550123"
 UK_MOBILE = "+447400123456"

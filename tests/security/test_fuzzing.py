@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from app.config import WEBHOOK_HEADER_NAME
 from app.models import Call, DialAttempt, Recording, Transcript, db
-from tests.conftest import ACCOUNT_SID, ADMIN_PASSWORD, BASE_URL, call_sid, recording_sid, twilio_signature
+from tests.helpers import ACCOUNT_SID, ADMIN_PASSWORD, BASE_URL, call_sid, recording_sid, twilio_signature
 
 FUZZ = settings(
     max_examples=40,

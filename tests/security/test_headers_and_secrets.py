@@ -9,7 +9,9 @@ import pytest
 from flask import Flask
 
 from app.config import WEBHOOK_HEADER_NAME
-from tests.conftest import (
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import (
     ADMIN_PASSWORD,
     ASSEMBLYAI_KEY,
     AUTH_TOKEN,
@@ -22,8 +24,6 @@ from tests.conftest import (
     recording_sid,
     run_jobs,
 )
-from tests.fakes.assemblyai_api import FakeAssemblyAI
-from tests.fakes.twilio_api import FakeTwilio
 
 
 def test_pages_carry_a_strict_content_security_policy(client: object) -> None:

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import AUTH_TOKEN, call_sid, call_status_form, twilio_signature
+from tests.helpers import AUTH_TOKEN, call_sid, call_status_form, twilio_signature
 
 
 def test_our_signer_matches_twilios_published_test_vector() -> None:

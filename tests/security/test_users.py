@@ -8,7 +8,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.models import User, db
-from tests.conftest import ADMIN_PASSWORD, SECRET_KEY
+from tests.helpers import ADMIN_PASSWORD, SECRET_KEY
 
 PASSWORD = "a long enough password"
 

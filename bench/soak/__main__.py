@@ -1,6 +1,6 @@
 """Soak: push many simulated calls through the real service while the providers misbehave.
 
-    .venv/bin/python -m tests.soak [--calls 1000] [--concurrency 8] [--fault-rate 0.1]
+    .venv/bin/python -m bench.soak [--calls 1000] [--concurrency 8] [--fault-rate 0.1]
                                    [--storage sqlite|postgres+redis] [--timeout 600] [--json PATH]
 
 Starts fake Twilio and fake AssemblyAI, and callscribe as the Procfile runs it
@@ -38,7 +38,12 @@ import requests
 import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import (
+from bench.soak import figures
+from bench.soak.fakes import FaultInjector, SoakAssemblyAI, SoakTwilio, catalogue
+from tests.e2e.service import Service, free_port
+from tests.e2e.twilio_side import twilio_time
+from tests.fakes import audio, make_sid
+from tests.helpers import (
     ACCOUNT_SID,
     ADMIN_PASSWORD,
     ASSEMBLYAI_KEY,
@@ -47,11 +52,6 @@ from tests.conftest import (
     SECRET_KEY,
     TWILIO_NUMBER,
 )
-from tests.e2e.service import Service, free_port
-from tests.e2e.twilio_side import twilio_time
-from tests.fakes import audio, make_sid
-from tests.soak import figures
-from tests.soak.fakes import FaultInjector, SoakAssemblyAI, SoakTwilio, catalogue
 
 CALL_EVENTS = ("ringing", "in-progress", "completed")
 # Twilio gives up on a callback that has not been answered within 15 seconds.
@@ -64,7 +64,7 @@ PERCENTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.soak",
+        prog="python -m bench.soak",
         description="Push simulated calls through the real service, with provider faults, and report.",
     )
     parser.add_argument("--calls", type=int, default=1000, help="calls to simulate (default 1000)")

@@ -1,0 +1,248 @@
+"""What the tests share besides fixtures: test credentials, storage set-up,
+Twilio's signed requests, the queue, logging in.
+
+Fixtures live in ``conftest.py``; everything a test imports comes from here.
+Providers are faked only at the HTTP boundary, by the servers in
+``tests/fakes`` on 127.0.0.1. Twilio requests are signed the way Twilio
+signs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import redis
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from twilio.request_validator import RequestValidator
+
+from app.config import Settings
+from app.models import db
+from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.twilio_api import FakeTwilio
+from tests.skips import unavailable
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "test-twilio-auth-token-5f2b9c"
+ASSEMBLYAI_KEY = "test-assemblyai-key-8d41e0"
+BASE_URL = "https://callscribe.example"
+TWILIO_NUMBER = "+14155550100"
+ADMIN_PASSWORD = "test-admin-password-7c1d"
+SECRET_KEY = "test-secret-key-1b6f0e3a9d"
+
+BACKENDS = ("sqlite", "postgres+redis")
+
+
+def reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+            return True
+    except OSError:
+        return False
+
+
+def server_backend_or_skip() -> tuple[str, str]:
+    """PostgreSQL and Redis URLs for the scale-out configuration, or skip saying why."""
+    database_url = os.environ.get("TEST_DATABASE_URL")
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not database_url or not redis_url:
+        unavailable("postgres+redis: set TEST_DATABASE_URL and TEST_REDIS_URL to run (.ci/run does)")
+    if not reachable(database_url, 5432):
+        unavailable(f"postgres+redis: PostgreSQL at {urlsplit(database_url).netloc} is not reachable")
+    if not reachable(redis_url, 6379):
+        unavailable(f"postgres+redis: Redis at {urlsplit(redis_url).netloc} is not reachable")
+    return database_url, redis_url
+
+
+def postgres_schema(url: str, schema: str, *, drop: bool = False) -> str:
+    """Create (or drop) a schema of its own for one test; returns a URL that uses it.
+
+    A schema per test keeps tests apart even when two suites share one
+    database at the same time.
+    """
+    engine = sa.create_engine(Settings.from_env({"DATABASE_URL": url, "SECRET_KEY": "x"}).database_url)
+    with engine.begin() as connection:
+        if drop:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        else:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine.dispose()
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+@contextmanager
+def storage_env(kind: str) -> Iterator[dict[str, str]]:
+    """Environment variables that put the app on one storage configuration, cleaned up after."""
+    if kind == "sqlite":
+        yield {}  # the defaults: SQLite files in the instance folder
+        return
+    database_url, redis_url = server_backend_or_skip()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    queue_name = f"test-{schema}"
+    try:
+        yield {
+            "DATABASE_URL": postgres_schema(database_url, schema),
+            "REDIS_URL": redis_url,
+            "QUEUE_NAME": queue_name,
+        }
+    finally:
+        postgres_schema(database_url, schema, drop=True)
+        with redis.Redis.from_url(redis_url) as client:
+            for key in client.scan_iter(match=f"*{queue_name}*"):
+                client.delete(key)
+
+
+def full_env(twilio_api: FakeTwilio | None, assemblyai_api: FakeAssemblyAI | None) -> dict[str, str]:
+    env = {
+        "SECRET_KEY": SECRET_KEY,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_PHONE_NUMBER": TWILIO_NUMBER,
+        "BASE_URL": BASE_URL,
+        "ASSEMBLYAI_API_KEY": ASSEMBLYAI_KEY,
+        "ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+    if twilio_api is not None:
+        env["TWILIO_API_BASE_URL"] = twilio_api.base_url
+    if assemblyai_api is not None:
+        env["ASSEMBLYAI_BASE_URL"] = assemblyai_api.base_url
+    return env
+
+
+class BrowserClient(FlaskClient):
+    """A test client that sends the CSRF token with every form and JSON POST,
+    as a browser sends the hidden field of the form it was shown.
+
+    ``post(..., csrf=False)`` sends none, to show that such a request fails.
+    Webhook routes get none: their callers are servers, not browsers.
+    """
+
+    _token: str | None = None
+
+    def csrf_token(self) -> str:
+        if self._token is None:
+            page = super().get("/login").get_data(as_text=True)
+            match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+            assert match, "the login page has no CSRF token"
+            self._token = match.group(1)
+        return self._token
+
+    def post(self, *args: Any, csrf: bool = True, **kwargs: Any) -> Any:
+        path = str(args[0] if args else kwargs.get("path", "/"))
+        if csrf and not path.startswith(("/twilio/", "/assemblyai/")):
+            if "json" in kwargs:
+                kwargs["headers"] = {**kwargs.get("headers", {}), "X-CSRFToken": self.csrf_token()}
+            elif isinstance(kwargs.get("data"), dict):
+                kwargs["data"] = {"csrf_token": self.csrf_token(), **kwargs["data"]}
+            elif kwargs.get("data") is None:
+                kwargs["data"] = {"csrf_token": self.csrf_token()}
+        return super().post(*args, **kwargs)
+
+
+def close(app: Flask) -> None:
+    """Give back every connection an app holds: database pool and queue."""
+    storage = app.extensions["jobs"].huey.storage
+    storage.close()  # SQLite's connection; a no-op for Redis, whose pool follows
+    pool = getattr(storage, "pool", None)
+    if pool is not None:
+        pool.disconnect()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+# -- Twilio, as Twilio would call us --------------------------------------
+
+
+def twilio_signature(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
+    return RequestValidator(token).compute_signature(url, params)
+
+
+def post_twilio(
+    client: FlaskClient,
+    path: str,
+    params: dict[str, str],
+    *,
+    query: str = "",
+    token: str = AUTH_TOKEN,
+    signature: str | None = None,
+) -> Any:
+    """POST a form the way Twilio does: signed over the public URL it called."""
+    url = f"{BASE_URL}{path}" + (f"?{query}" if query else "")
+    if signature is None:
+        signature = twilio_signature(url, params, token)
+    return client.post(
+        path + (f"?{query}" if query else ""),
+        data=urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": signature},
+    )
+
+
+def call_sid(n: int = 1) -> str:
+    return "CA" + f"{n:032x}"
+
+
+def recording_sid(n: int = 1) -> str:
+    return "RE" + f"{n:032x}"
+
+
+def call_status_form(sid: str, status: str, **extra: str) -> dict[str, str]:
+    form = {
+        "AccountSid": ACCOUNT_SID,
+        "CallSid": sid,
+        "CallStatus": status,
+        "Direction": "inbound",
+        "From": "+14155550123",
+        "To": TWILIO_NUMBER,
+        "ApiVersion": "2010-04-01",
+    }
+    form.update(extra)
+    return form
+
+
+def recording_form(call: str, recording: str, status: str = "completed", **extra: str) -> dict[str, str]:
+    form = {
+        "AccountSid": ACCOUNT_SID,
+        "CallSid": call,
+        "RecordingSid": recording,
+        "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{recording}",
+        "RecordingStatus": status,
+        "RecordingDuration": "7",
+        "RecordingChannels": "1",
+        "RecordingSource": "RecordVerb",
+        "RecordingStartTime": "Sun, 22 Nov 2026 10:00:00 +0000",
+    }
+    form.update(extra)
+    return form
+
+
+# -- the queue -------------------------------------------------------------
+
+
+def run_jobs(app: Flask, limit: int = 50) -> int:
+    """Run what the queue holds now, as the worker would; returns how many ran."""
+    huey = app.extensions["jobs"].huey
+    ran = 0
+    while ran < limit:
+        # Redis's dequeue blocks for a second on an empty queue; ask first.
+        task = huey.dequeue() if huey.pending_count() else None
+        if task is None:
+            return ran
+        huey.execute(task)
+        ran += 1
+    raise AssertionError(f"the queue did not drain after {limit} jobs")
+
+
+def login(client: FlaskClient, password: str = ADMIN_PASSWORD) -> Any:
+    return client.post("/login", data={"username": "admin", "password": password})
