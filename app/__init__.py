@@ -1,4 +1,7 @@
-"""callscribe: record calls with Twilio, transcribe them with AssemblyAI."""
+"""callscribe: record calls with Twilio, transcribe them with AssemblyAI.
+
+``create_app`` builds everything; each step below registers one part.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from . import auth, callbacks, cli, clients, hardening, jobs, pages, states, webhooks, worker
 from .config import NotConfigured, Settings
+from .logs import configure_logging
 from .models import db
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -23,21 +28,16 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
     if settings is None:
         settings = Settings.from_env(instance_path=app.instance_path)
     app.extensions["settings"] = settings
-    register_logging(app, settings)
-    register_database(app, settings)
-    register_providers(app, settings)
-    register_jobs(app)
-    register_blueprints(app)
-    register_hardening(app)
-    register_error_handlers(app)
-    register_cli(app)
-    return app
-
-
-def register_logging(app: Flask, settings: Settings) -> None:
-    from .logs import configure_logging
-
     configure_logging(settings.log_level, settings.secrets())
+    register_database(app, settings)
+    clients.init_app(app, settings)
+    jobs.init_app(app, redis_url=settings.redis_url, name=settings.queue_name)
+    worker.init_app(app)
+    register_blueprints(app)
+    hardening.init_app(app)
+    register_error_handlers(app)
+    cli.init_app(app)
+    return app
 
 
 def register_database(app: Flask, settings: Settings) -> None:
@@ -86,47 +86,12 @@ def _tune_sqlite(engine: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def register_providers(app: Flask, settings: Settings) -> None:
-    from .providers.assemblyai import AssemblyAI
-    from .providers.twilio import Twilio
-
-    twilio = None
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        twilio = Twilio(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            settings.twilio_api_base_url,
-            timeout=settings.http_timeout,
-        )
-    assemblyai = None
-    if settings.assemblyai_api_key:
-        assemblyai = AssemblyAI(
-            settings.assemblyai_api_key,
-            settings.assemblyai_base_url,
-            timeout=settings.http_timeout,
-        )
-    app.extensions["twilio"] = twilio
-    app.extensions["assemblyai"] = assemblyai
-
-
-def register_jobs(app: Flask) -> None:
-    from . import jobs
-
-    jobs.init_app(app)
-
-
 def register_blueprints(app: Flask) -> None:
-    from . import auth, pages, webhooks
-
     auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(webhooks.bp)
-
-
-def register_hardening(app: Flask) -> None:
-    from . import hardening
-
-    hardening.init_app(app)
+    # Templates name states by their enums (states.Stage.FAILED), never by bare strings.
+    app.jinja_env.globals["states"] = states
 
 
 def _wants_json() -> bool:
@@ -134,7 +99,7 @@ def _wants_json() -> bool:
     return (
         request.is_json
         or request.accept_mimetypes.best == "application/json"
-        or request.path.startswith(("/twilio/", "/assemblyai/"))
+        or request.path.startswith(callbacks.PROVIDER_PREFIXES)
     )
 
 
@@ -165,12 +130,6 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(error: Exception) -> Any:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         return answer(500, "Something went wrong on our side.")
-
-
-def register_cli(app: Flask) -> None:
-    from .cli import register
-
-    register(app)
 
 
 __all__ = ["create_app"]

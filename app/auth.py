@@ -28,6 +28,7 @@ from flask import (
 )
 from flask_login import LoginManager, UserMixin, login_required, login_user, logout_user
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .config import current_settings
@@ -111,14 +112,16 @@ def load_user_from_token(request_: object) -> SessionUser | None:
     return user_for_token(token) if token else None
 
 
-def new_api_token(username: str) -> str | None:
-    """A fresh token for scripts, replacing the old one; None for an unknown user."""
+def new_api_token(username: str) -> str:
+    """A fresh token for scripts, replacing the old one."""
     token = TOKEN_PREFIX + secrets.token_hex(24)
     changed = db.session.execute(
         update(User).where(User.username == username).values(api_token_hash=_token_hash(token))
     ).rowcount
     db.session.commit()
-    return token if changed else None
+    if not changed:
+        raise _no_such_user(username)
+    return token
 
 
 @login_manager.unauthorized_handler
@@ -209,27 +212,43 @@ def logout() -> Response:
 # -- managing users (flask users ...) ------------------------------------------------
 
 
+class UserError(ValueError):
+    """A user could not be added or changed; ``str()`` says why, for the person at the terminal."""
+
+
 def hash_password(password: str) -> str:
     if len(password) < 10:
-        raise ValueError("Use at least 10 characters.")
+        raise UserError("Use at least 10 characters.")
     return generate_password_hash(password)
 
 
 def add_user(username: str, password: str) -> None:
     db.session.add(User(username=username, password_hash=hash_password(password)))
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise UserError(f"{username} exists already; use flask users passwd.") from None
 
 
-def set_password(username: str, password: str) -> bool:
+def _no_such_user(username: str) -> UserError:
+    return UserError(f"no user {username} (add one with flask users add)")
+
+
+def set_password(username: str, password: str) -> None:
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
-        return False
+        raise _no_such_user(username)
     user.password_hash = hash_password(password)
     db.session.commit()
-    return True
 
 
-def remove_user(username: str) -> bool:
+def remove_user(username: str) -> None:
     removed = db.session.execute(delete(User).where(User.username == username)).rowcount
     db.session.commit()
-    return bool(removed)
+    if not removed:
+        raise _no_such_user(username)
+
+
+def usernames() -> list[str]:
+    return list(db.session.scalars(select(User.username).order_by(User.username)))

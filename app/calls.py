@@ -1,150 +1,55 @@
-"""The Twilio side of the life cycle: calls placed, call and recording callbacks.
+"""The Twilio side of the life cycle: what Twilio reports of calls and recordings, stored.
 
-Each function owns its transaction. Statuses only move forward, whatever
-order Twilio's callbacks arrive in, and a duplicate callback changes
-nothing, because every write is a conditional UPDATE on the provider's id.
+Each function takes typed values (the webhook layer reads Twilio's forms)
+and owns its transaction. Statuses only move forward, whatever order
+Twilio's callbacks arrive in, and a duplicate callback changes nothing,
+because every write is a conditional UPDATE on the provider's id.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-import phonenumbers
 from sqlalchemy import select, update
-from werkzeug.exceptions import BadRequest
 
-from . import jobs
-from .config import current_settings, require
-from .models import (
-    CALL_STATUS_RANK,
-    RECORDING_STATUS_RANK,
-    Call,
-    Recording,
-    Stage,
-    db,
-    insert_ignore,
-    rank_below,
-    utcnow,
-)
+from . import clients, jobs
+from .models import Call, Recording, db, insert_ignore, move_forward, utcnow
 from .providers import ProviderError
-from .providers.twilio import ACCOUNT_SID, CALL_SID, RECORDING_SID, Twilio
+from .providers.twilio import PlacedCall
+from .states import CALL_STATUS_RANK, FINAL_RECORDING_STATUSES, CallStatus, RecordingStatus, Stage
 
 log = logging.getLogger(__name__)
 
 
-def twilio() -> Twilio:
-    """The Twilio adapter, or a 503 naming what is missing."""
-    from flask import current_app
-
-    client: Twilio | None = current_app.extensions["twilio"]
-    if client is None:
-        settings = current_settings()
-        require(
-            "Twilio",
-            TWILIO_ACCOUNT_SID=settings.twilio_account_sid,
-            TWILIO_AUTH_TOKEN=settings.twilio_auth_token,
-        )
-        raise AssertionError("the Twilio adapter exists whenever its settings do")
-    return client
-
-
-# -- reading callbacks ---------------------------------------------------
-
-
-def _field(form: Mapping[str, str], name: str, pattern: re.Pattern[str] | None = None) -> str:
-    value = (form.get(name) or "").strip()
-    if not value:
-        raise BadRequest(f"Missing {name}.")
-    if pattern is not None and not pattern.match(value):
-        raise BadRequest(f"{name} is not valid.")
-    return value
-
-
-def _optional(form: Mapping[str, str], name: str, limit: int = 255) -> str | None:
-    value = (form.get(name) or "").replace("\x00", "").strip()
-    return value[:limit] or None
-
-
-def _number(form: Mapping[str, str], name: str) -> int | None:
-    value = (form.get(name) or "").strip()
-    return int(value) if value.isdigit() and len(value) < 10 else None
-
-
-def _timestamp(form: Mapping[str, str], name: str) -> datetime | None:
-    value = form.get(name)
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True)
 class CallUpdate:
+    """One call status callback."""
+
     call_sid: str
     account_sid: str
-    status: str
+    status: CallStatus
     direction: str | None
     from_number: str | None
     to_number: str | None
     timestamp: datetime | None
     duration: int | None
 
-    @classmethod
-    def from_form(cls, form: Mapping[str, str]) -> CallUpdate:
-        status = _field(form, "CallStatus")
-        if status not in CALL_STATUS_RANK:
-            raise BadRequest("CallStatus is not one Twilio sends.")
-        return cls(
-            call_sid=_field(form, "CallSid", CALL_SID),
-            account_sid=_field(form, "AccountSid", ACCOUNT_SID),
-            status=status,
-            direction=_optional(form, "Direction", 32),
-            from_number=_optional(form, "From"),
-            to_number=_optional(form, "To"),
-            timestamp=_timestamp(form, "Timestamp"),
-            duration=_number(form, "CallDuration"),
-        )
-
 
 @dataclass(frozen=True)
 class RecordingUpdate:
+    """One recording status callback (or what Twilio's API lists for a lost one)."""
+
     recording_sid: str
     call_sid: str
     account_sid: str
-    status: str
+    status: RecordingStatus
     duration: int | None
     channels: int
     source: str | None
     error_code: str | None
     started_at: datetime | None
-
-    @classmethod
-    def from_form(cls, form: Mapping[str, str]) -> RecordingUpdate:
-        status = _field(form, "RecordingStatus")
-        if status not in RECORDING_STATUS_RANK:
-            raise BadRequest("RecordingStatus is not one Twilio sends.")
-        return cls(
-            recording_sid=_field(form, "RecordingSid", RECORDING_SID),
-            call_sid=_field(form, "CallSid", CALL_SID),
-            account_sid=_field(form, "AccountSid", ACCOUNT_SID),
-            status=status,
-            duration=_number(form, "RecordingDuration"),
-            channels=2 if _number(form, "RecordingChannels") == 2 else 1,
-            source=_optional(form, "RecordingSource", 32),
-            error_code=_optional(form, "ErrorCode", 16),
-            started_at=_timestamp(form, "RecordingStartTime"),
-        )
-
-
-# -- storing them --------------------------------------------------------
 
 
 def _ensure_call(call_sid: str, account_sid: str | None) -> None:
@@ -164,9 +69,11 @@ def call_status_changed(change: CallUpdate) -> None:
     if details:
         db.session.execute(update(Call).where(Call.call_sid == change.call_sid).values(**details))
     started = None
-    if change.timestamp is not None and change.status == "in-progress":
+    if change.timestamp is not None and change.status == CallStatus.IN_PROGRESS:
         started = change.timestamp
-    elif change.timestamp is not None and change.status == "completed" and change.duration is not None:
+    elif (
+        change.timestamp is not None and change.status == CallStatus.COMPLETED and change.duration is not None
+    ):
         started = change.timestamp - timedelta(seconds=change.duration)
     if started is not None:
         db.session.execute(
@@ -174,12 +81,29 @@ def call_status_changed(change: CallUpdate) -> None:
             .where(Call.call_sid == change.call_sid, Call.started_at.is_(None))
             .values(started_at=started)
         )
+    move_forward(Call.status, change.status, Call.call_sid == change.call_sid)
+    db.session.commit()
+
+
+def call_placed(placed: PlacedCall, *, account_sid: str, from_number: str, to_number: str) -> Call:
+    """A call Twilio accepted from /dial: store it, whichever of its callbacks came first."""
+    _ensure_call(placed.sid, account_sid)
     db.session.execute(
         update(Call)
-        .where(Call.call_sid == change.call_sid, rank_below(Call.status, CALL_STATUS_RANK, change.status))
-        .values(status=change.status)
+        .where(Call.call_sid == placed.sid)
+        .values(
+            direction=placed.direction or "outbound-api",
+            from_number=placed.from_number or from_number,
+            to_number=placed.to_number or to_number,
+        )
     )
+    status = CallStatus(placed.status) if placed.status in CALL_STATUS_RANK else CallStatus.QUEUED
+    move_forward(Call.status, status, Call.call_sid == placed.sid)
     db.session.commit()
+    call = db.session.scalar(select(Call).where(Call.call_sid == placed.sid))
+    assert call is not None
+    log.info("placed call %s", placed.sid)
+    return call
 
 
 def recording_status_changed(change: RecordingUpdate) -> None:
@@ -197,36 +121,28 @@ def recording_status_changed(change: RecordingUpdate) -> None:
         "recording_sid",
     )
     values: dict[str, object] = {
-        "status": change.status,
         "channels": change.channels,
         "duration": change.duration,
         "source": change.source,
         "error_code": change.error_code,
         "started_at": change.started_at,
     }
-    if change.status == "completed":
+    completed = change.status == RecordingStatus.COMPLETED
+    if completed:
         values.update(stage=Stage.PENDING, stage_changed_at=utcnow())
-    moved = db.session.execute(
-        update(Recording)
-        .where(
-            Recording.recording_sid == change.recording_sid,
-            rank_below(Recording.status, RECORDING_STATUS_RANK, change.status),
-        )
-        .values(**values)
-    ).rowcount
+    moved = move_forward(
+        Recording.status, change.status, Recording.recording_sid == change.recording_sid, **values
+    )
     recording_id = db.session.scalar(
         select(Recording.id).where(Recording.recording_sid == change.recording_sid)
     )
     db.session.commit()
     # Only the request that moved the recording to "completed" starts the
     # work, and only now that the row is committed for the worker to see.
-    if moved and change.status == "completed" and recording_id is not None:
+    if moved and completed and recording_id is not None:
         jobs.queue().process_recording(recording_id)
     elif not moved:
         log.info("recording %s: %s callback changed nothing", change.recording_sid, change.status)
-
-
-FINAL_RECORDING_STATUSES = ("completed", "absent", "failed")
 
 
 def recover_recordings(call_id: int) -> int:
@@ -241,9 +157,9 @@ def recover_recordings(call_id: int) -> int:
         return 0
     sid = call.call_sid
     db.session.commit()  # no transaction open while Twilio answers
-    client = twilio()
+    twilio = clients.twilio()
     try:
-        found = client.call_recordings(sid)
+        found = twilio.call_recordings(sid)
     except ProviderError as error:
         if error.retryable:
             log.warning("call %s: listing recordings failed (%s); will retry", sid, error)
@@ -260,8 +176,8 @@ def recover_recordings(call_id: int) -> int:
             RecordingUpdate(
                 recording_sid=info.sid,
                 call_sid=sid,
-                account_sid=client.account_sid,
-                status=info.status,
+                account_sid=twilio.account_sid,
+                status=RecordingStatus(info.status),
                 duration=info.duration,
                 channels=info.channels,
                 source=info.source,
@@ -270,64 +186,3 @@ def recover_recordings(call_id: int) -> int:
             )
         )
     return len(found)
-
-
-# -- placing calls -------------------------------------------------------
-
-
-class InvalidNumber(ValueError):
-    pass
-
-
-def parse_e164(raw: str) -> str:
-    """A dialable E.164 number, or InvalidNumber saying what is wrong."""
-    raw = (raw or "").strip()
-    if not raw:
-        raise InvalidNumber("Enter the number to call.")
-    if not raw.startswith("+"):
-        raise InvalidNumber("Write the number in E.164 form: + then country code, e.g. +14155550100.")
-    try:
-        number = phonenumbers.parse(raw, None)
-    except phonenumbers.NumberParseException:
-        raise InvalidNumber("That is not a phone number.") from None
-    formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if formatted != raw.replace(" ", "").replace("-", ""):
-        raise InvalidNumber("Write the number in E.164 form, with digits only after the +.")
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidNumber(f"{formatted} is not a valid number in any country's numbering plan.")
-    return formatted
-
-
-def place_call(to: str) -> Call:
-    """Ask Twilio to call ``to``, record the callee, and store the call."""
-    settings = current_settings()
-    number = parse_e164(to)
-    require("placing calls", TWILIO_PHONE_NUMBER=settings.twilio_phone_number, BASE_URL=settings.base_url)
-    assert settings.twilio_phone_number is not None and settings.base_url is not None
-    placed = twilio().place_call(
-        to=number,
-        from_=settings.twilio_phone_number,
-        twiml_url=f"{settings.base_url}/twilio/outbound",
-        status_callback=f"{settings.base_url}/twilio/call-status",
-    )
-    _ensure_call(placed.sid, settings.twilio_account_sid)
-    db.session.execute(
-        update(Call)
-        .where(Call.call_sid == placed.sid)
-        .values(
-            direction=placed.direction or "outbound-api",
-            from_number=placed.from_number or settings.twilio_phone_number,
-            to_number=placed.to_number or number,
-        )
-    )
-    status = placed.status if placed.status in CALL_STATUS_RANK else "queued"
-    db.session.execute(
-        update(Call)
-        .where(Call.call_sid == placed.sid, rank_below(Call.status, CALL_STATUS_RANK, status))
-        .values(status=status)
-    )
-    db.session.commit()
-    call = db.session.scalar(select(Call).where(Call.call_sid == placed.sid))
-    assert call is not None
-    log.info("placed call %s", placed.sid)
-    return call

@@ -1,9 +1,15 @@
-"""Settings: read once from the environment, validated, frozen.
+"""Settings: one table, read once from the environment, validated, frozen.
+
+:class:`Settings` is that table: each field names its environment variable,
+its type, default, validation and help text. The same table drives the
+checks at start-up (a bad value is a :class:`ConfigError` naming the
+variable), the setup checklist (:meth:`Settings.missing`) and the test that
+``.env.example`` documents every variable. pydantic reads it.
 
 Nothing in the package reads ``os.environ`` at import time. ``create_app``
 builds a :class:`Settings` from the environment (or takes one from a test),
-and every other module reads ``current_app.extensions["settings"]`` or gets
-the values it needs passed in.
+and every other module reads :func:`current_settings` or gets the values it
+needs passed in.
 """
 
 from __future__ import annotations
@@ -12,9 +18,15 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+
+import phonenumbers
+from flask import current_app
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 DEFAULT_ASSEMBLYAI_BASE_URL = "https://api.assemblyai.com"
 DEFAULT_TWILIO_API_BASE_URL = "https://api.twilio.com"
@@ -24,6 +36,7 @@ DEFAULT_GREETING = (
 )
 WEBHOOK_HEADER_NAME = "X-Callscribe-Webhook-Secret"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class ConfigError(ValueError):
@@ -51,46 +64,301 @@ def require(feature: str, **values: str | None) -> None:
 
 
 def current_settings() -> Settings:
-    from flask import current_app
-
     settings: Settings = current_app.extensions["settings"]
     return settings
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the service can be configured with. See ``.env.example``."""
+# -- how a value is read --------------------------------------------------------
 
-    secret_key: str
-    database_url: str
-    twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = field(default=None, repr=False)
-    twilio_phone_number: str | None = None
-    twilio_api_base_url: str = DEFAULT_TWILIO_API_BASE_URL
-    base_url: str | None = None
-    assemblyai_api_key: str | None = field(default=None, repr=False)
-    assemblyai_base_url: str = DEFAULT_ASSEMBLYAI_BASE_URL
-    assemblyai_speech_models: tuple[str, ...] = DEFAULT_SPEECH_MODELS
-    assemblyai_webhook_secret: str | None = field(default=None, repr=False)
-    assemblyai_language: str | None = None
-    redis_url: str | None = field(default=None, repr=False)
-    queue_name: str = "callscribe"
-    admin_password: str | None = field(default=None, repr=False)
-    admin_password_hash: str | None = field(default=None, repr=False)
-    forward_to: str | None = None
-    recording_delivery: str = "upload"
-    greeting: str = DEFAULT_GREETING
-    max_recording_seconds: int = 3600
-    reconcile_interval: int = 120
-    http_timeout: float = 30.0
-    job_max_attempts: int = 8
-    job_timeout: int = 900
-    dial_allowed_countries: tuple[str, ...] = ()
-    dial_per_user_per_hour: int = 10
-    dial_per_hour: int = 30
-    dial_daily_limit: int = 100
-    log_level: str = "INFO"
+
+def _problem(message: str) -> PydanticCustomError:
+    return PydanticCustomError("setting", message)
+
+
+def _whole_number(low: int, high: int) -> Callable[[Any], int]:
+    def read(value: Any) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise _problem(f"must be a whole number, not {value!r}") from None
+        if not low <= number <= high:
+            raise _problem(f"must be between {low} and {high}, not {number}")
+        return number
+
+    return read
+
+
+def WholeNumber(low: int, high: int) -> Any:  # a type in the table below
+    return Annotated[int, BeforeValidator(_whole_number(low, high))]
+
+
+def _choice(options: tuple[str, ...], normalise: Callable[[str], str], says: str) -> Callable[[Any], str]:
+    def read(value: Any) -> str:
+        value = normalise(str(value))
+        if value not in options:
+            raise _problem(says.format(value=value))
+        return value
+
+    return read
+
+
+def _origin(*, https_only: bool) -> Callable[[Any], str]:
+    """An origin (scheme://host[:port]) without a trailing slash.
+
+    Plain http is accepted only for loopback hosts, which is what tests and a
+    local reverse proxy use; anything public must be https.
+    """
+
+    def read(value: Any) -> str:
+        parts = urlsplit(str(value))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _problem(f"must be an https URL such as https://example.com, not {value!r}")
+        if https_only and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+            raise _problem(f"must use https (Twilio will not call plain http), not {value!r}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise _problem(f"must be an origin with no path, e.g. {parts.scheme}://{parts.netloc}")
+        return f"{parts.scheme}://{parts.netloc}"
+
+    return read
+
+
+def _e164(value: Any) -> str:
+    try:
+        number = phonenumbers.parse(str(value), None)
+    except phonenumbers.NumberParseException as exc:
+        raise _problem(f"must be an E.164 number such as +14155550100 ({exc})") from None
+    if not phonenumbers.is_possible_number(number):
+        raise _problem(f"{value!r} is not a possible phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _sid(prefix: str) -> Callable[[Any], str]:
+    def read(value: Any) -> str:
+        rest = str(value)[len(prefix) :]
+        if not (
+            str(value).startswith(prefix)
+            and len(rest) == 32
+            and all(c in "0123456789abcdefABCDEF" for c in rest)
+        ):
+            raise _problem(f"must be '{prefix}' followed by 32 hex digits")
+        return str(value)
+
+    return read
+
+
+def _models(value: Any) -> tuple[str, ...]:
+    models = tuple(m.strip() for m in str(value).split(",") if m.strip())
+    if not models:
+        raise _problem("needs at least one model")
+    return models
+
+
+def _language(value: Any) -> str:
+    """'auto' for language detection, or a language code such as en_us or de."""
+    value = str(value).lower()
+    if value != "auto" and not all(c.isalpha() or c == "_" for c in value):
+        raise _problem("must be 'auto' or a language code such as en_us")
+    return value
+
+
+def _countries(value: Any) -> tuple[str, ...]:
+    codes = tuple(c.strip().upper() for c in str(value).split(",") if c.strip())
+    unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
+    if unknown:
+        raise _problem(f"unknown country codes: {', '.join(unknown)} (use e.g. US,GB)")
+    return codes
+
+
+def _password_hash(value: Any) -> str:
+    """A hash from ``flask users hash``: werkzeug's method$salt$hash form."""
+    if str(value).count("$") < 2:
+        raise _problem("must be a hash printed by `flask users hash`")
+    return str(value)
+
+
+def _redis_url(value: Any) -> str:
+    if not str(value).startswith(("redis://", "rediss://", "unix://")):
+        raise _problem("must start with redis://, rediss:// or unix://")
+    return str(value)
+
+
+def _database_url(value: Any) -> str:
+    value = str(value)
+    # Heroku and others still hand out the old postgres:// scheme, which
+    # SQLAlchemy no longer accepts; psycopg 3 is the driver we ship.
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix) :]
+    if value.startswith(("postgresql+", "sqlite:")):
+        return value
+    raise _problem("must be a postgres:// or sqlite:/// URL")
+
+
+def read(reader: Callable[[Any], Any]) -> BeforeValidator:
+    return BeforeValidator(reader)
+
+
+def setting(
+    variable: str,
+    default: Any,
+    help: str,
+    *,
+    secret: bool = False,
+    hidden: bool = False,
+    needed_for: str | None = None,
+    or_: str | None = None,
+    also: str | None = None,
+) -> Any:
+    """One row of the table: the variable, its default and what it is for.
+
+    ``secret`` values are masked in every log line; ``hidden`` ones are only
+    kept out of ``repr``. ``needed_for`` puts an unset variable on the setup
+    checklist, unless the variable ``or_`` names is set. ``also`` is an
+    older name still read.
+    """
+    extra: dict[str, Any] = {"secret": secret}
+    if needed_for:
+        extra["needed_for"] = needed_for
+    if or_:
+        extra["or"] = or_
+    return Field(
+        default,
+        alias=variable,
+        validation_alias=AliasChoices(variable, also) if also else variable,
+        description=help,
+        repr=not (secret or hidden),
+        json_schema_extra=extra,
+    )
+
+
+class Settings(BaseModel):
+    """Everything the service can be configured with. ``.env.example`` explains each in full."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    # -- identity and storage
+    secret_key: str = setting("SECRET_KEY", None, "Signs session cookies; generated when unset.", secret=True)
+    database_url: Annotated[str, read(_database_url)] = setting(
+        "DATABASE_URL", None, "postgres://… or sqlite:///…; a SQLite file in the instance folder when unset."
+    )
+    # -- Twilio
+    twilio_account_sid: Annotated[str | None, read(_sid("AC"))] = setting(
+        "TWILIO_ACCOUNT_SID", None, "Account SID.", needed_for="placing calls and downloading recordings"
+    )
+    twilio_auth_token: str | None = setting(
+        "TWILIO_AUTH_TOKEN",
+        None,
+        "Auth token: checks webhook signatures, downloads recordings.",
+        secret=True,
+        needed_for="checking Twilio webhooks, calls and recordings",
+    )
+    twilio_phone_number: Annotated[str | None, read(_e164)] = setting(
+        "TWILIO_PHONE_NUMBER", None, "The Twilio number, E.164.", needed_for="placing outbound calls"
+    )
+    twilio_api_base_url: Annotated[str, read(_origin(https_only=True))] = setting(
+        "TWILIO_API_BASE_URL", DEFAULT_TWILIO_API_BASE_URL, "Twilio's REST API origin."
+    )
+    # -- the public address
+    base_url: Annotated[str | None, read(_origin(https_only=True))] = setting(
+        "BASE_URL",
+        None,
+        "The https origin Twilio and AssemblyAI call back to.",
+        needed_for="every webhook: Twilio and AssemblyAI call back to it",
+    )
+    # -- AssemblyAI
+    assemblyai_api_key: str | None = setting(
+        "ASSEMBLYAI_API_KEY",
+        None,
+        "API key.",
+        secret=True,
+        needed_for="transcription",
+        also="ASSEMBLYAI_KEY",
+    )
+    assemblyai_base_url: Annotated[str, read(_origin(https_only=True))] = setting(
+        "ASSEMBLYAI_BASE_URL", DEFAULT_ASSEMBLYAI_BASE_URL, "API origin (the EU one keeps data in the EU)."
+    )
+    assemblyai_speech_models: Annotated[tuple[str, ...], read(_models)] = setting(
+        "ASSEMBLYAI_SPEECH_MODELS", DEFAULT_SPEECH_MODELS, "Speech models in priority order, comma-separated."
+    )
+    assemblyai_webhook_secret: str | None = setting(
+        "ASSEMBLYAI_WEBHOOK_SECRET",
+        None,
+        "The header AssemblyAI sends back; derived when unset.",
+        hidden=True,
+    )
+    assemblyai_language: Annotated[str | None, read(_language)] = setting(
+        "ASSEMBLYAI_LANGUAGE", None, "A language code, or auto to detect it."
+    )
+    # -- the queue
+    redis_url: Annotated[str | None, read(_redis_url)] = setting(
+        "REDIS_URL", None, "Redis for the queue; a SQLite file when unset.", hidden=True
+    )
+    queue_name: str = setting("QUEUE_NAME", "callscribe", "Name of the queue.")
+    # -- the dashboard
+    admin_password: str | None = setting(
+        "ADMIN_PASSWORD",
+        None,
+        "Password of the dashboard user admin.",
+        secret=True,
+        needed_for="logging in to the dashboard (or add users with flask users add)",
+        or_="ADMIN_PASSWORD_HASH",
+    )
+    admin_password_hash: Annotated[str | None, read(_password_hash)] = setting(
+        "ADMIN_PASSWORD_HASH", None, "Or its hash from flask users hash.", hidden=True
+    )
+    # -- calls
+    forward_to: Annotated[str | None, read(_e164)] = setting(
+        "FORWARD_TO", None, "Forward inbound calls here and record both parties; voicemail when unset."
+    )
+    recording_delivery: Annotated[
+        Literal["upload", "url"],
+        read(_choice(("upload", "url"), str.lower, "must be 'upload' or 'url', not {value!r}")),
+    ] = setting("RECORDING_DELIVERY", "upload", "upload the audio, or hand over its url.")
+    greeting: str = setting("GREETING", DEFAULT_GREETING, "What callers hear before the beep.")
+    max_recording_seconds: WholeNumber(1, 14400) = setting(  # type: ignore[valid-type]
+        "MAX_RECORDING_SECONDS", 3600, "Longest recording, in seconds."
+    )
+    # -- background work
+    reconcile_interval: WholeNumber(5, 86400) = setting(  # type: ignore[valid-type]
+        "RECONCILE_INTERVAL", 120, "Seconds between reconciliation runs."
+    )
+    http_timeout: Annotated[float, read(lambda v: float(_whole_number(1, 600)(v)))] = setting(
+        "HTTP_TIMEOUT", 30.0, "Seconds to wait for a provider's answer."
+    )
+    job_max_attempts: WholeNumber(1, 50) = setting(  # type: ignore[valid-type]
+        "JOB_MAX_ATTEMPTS", 8, "Failed attempts before a recording shows as failed."
+    )
+    job_timeout: WholeNumber(5, 86400) = setting(  # type: ignore[valid-type]
+        "JOB_TIMEOUT", 900, "Seconds a job may hold a recording before it counts as crashed."
+    )
+    worker_threads: WholeNumber(1, 64) = setting(  # type: ignore[valid-type]
+        "WORKER_THREADS", 2, "Jobs one worker process runs at once."
+    )
+    # -- limits on /dial
+    dial_countries: Annotated[tuple[str, ...] | None, read(_countries)] = setting(
+        "DIAL_ALLOWED_COUNTRIES", None, "ISO codes /dial may call; the Twilio number's country when unset."
+    )
+    dial_per_user_per_hour: WholeNumber(0, 10000) = setting(  # type: ignore[valid-type]
+        "DIAL_PER_USER_PER_HOUR", 10, "Calls one user may place per hour."
+    )
+    dial_per_hour: WholeNumber(0, 100000) = setting(  # type: ignore[valid-type]
+        "DIAL_PER_HOUR", 30, "Calls all users may place per hour."
+    )
+    dial_daily_limit: WholeNumber(0, 1000000) = setting(  # type: ignore[valid-type]
+        "DIAL_DAILY_LIMIT", 100, "Calls all users may place per 24 hours."
+    )
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        read(_choice(LOG_LEVELS, str.upper, "must be DEBUG, INFO, WARNING or ERROR")),
+    ] = setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR.")
+
+    # Not a variable: whether SECRET_KEY came from the instance folder.
     secret_key_generated: bool = False
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """Every environment variable in the table, with its help text."""
+        return {f.alias: f.description or "" for f in cls.model_fields.values() if f.alias}
 
     @classmethod
     def from_env(
@@ -98,93 +366,23 @@ class Settings:
     ) -> Settings:
         """Parse and validate; raise :class:`ConfigError` naming the bad variable."""
         env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            if value is None:
-                return None
-            value = value.strip()
-            return value or None
-
-        secret_key = get("SECRET_KEY")
-        generated = False
-        if secret_key is None:
-            secret_key = _instance_secret_key(instance_path)
-            generated = True
-
-        base_url = get("BASE_URL")
-        if base_url is not None:
-            base_url = _origin("BASE_URL", base_url, https_only=True)
-
-        models = tuple(
-            m.strip()
-            for m in (get("ASSEMBLYAI_SPEECH_MODELS") or ",".join(DEFAULT_SPEECH_MODELS)).split(",")
-            if m.strip()
-        )
-        if not models:
-            raise ConfigError("ASSEMBLYAI_SPEECH_MODELS", "needs at least one model")
-
-        delivery = (get("RECORDING_DELIVERY") or "upload").lower()
-        if delivery not in ("upload", "url"):
-            raise ConfigError("RECORDING_DELIVERY", f"must be 'upload' or 'url', not {delivery!r}")
-
-        account_sid = get("TWILIO_ACCOUNT_SID")
-        if account_sid is not None and not _is_sid(account_sid, "AC"):
-            raise ConfigError("TWILIO_ACCOUNT_SID", "must be 'AC' followed by 32 hex digits")
-
-        phone_number = get("TWILIO_PHONE_NUMBER")
-        if phone_number is not None:
-            phone_number = _e164("TWILIO_PHONE_NUMBER", phone_number)
-        forward_to = get("FORWARD_TO")
-        if forward_to is not None:
-            forward_to = _e164("FORWARD_TO", forward_to)
-
-        log_level = (get("LOG_LEVEL") or "INFO").upper()
-        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError("LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
-
-        return cls(
-            secret_key=secret_key,
-            secret_key_generated=generated,
-            database_url=_database_url(get("DATABASE_URL"), instance_path),
-            twilio_account_sid=account_sid,
-            twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
-            twilio_phone_number=phone_number,
-            twilio_api_base_url=_origin(
-                "TWILIO_API_BASE_URL",
-                get("TWILIO_API_BASE_URL") or DEFAULT_TWILIO_API_BASE_URL,
-                https_only=True,
-            ),
-            base_url=base_url,
-            assemblyai_api_key=get("ASSEMBLYAI_API_KEY") or get("ASSEMBLYAI_KEY"),
-            assemblyai_base_url=_origin(
-                "ASSEMBLYAI_BASE_URL",
-                get("ASSEMBLYAI_BASE_URL") or DEFAULT_ASSEMBLYAI_BASE_URL,
-                https_only=True,
-            ),
-            assemblyai_speech_models=models,
-            assemblyai_webhook_secret=get("ASSEMBLYAI_WEBHOOK_SECRET"),
-            assemblyai_language=_language(get("ASSEMBLYAI_LANGUAGE")),
-            redis_url=_redis_url(get("REDIS_URL")),
-            queue_name=get("QUEUE_NAME") or "callscribe",
-            admin_password=get("ADMIN_PASSWORD"),
-            admin_password_hash=_password_hash(get("ADMIN_PASSWORD_HASH")),
-            forward_to=forward_to,
-            recording_delivery=delivery,
-            greeting=get("GREETING") or DEFAULT_GREETING,
-            max_recording_seconds=_int("MAX_RECORDING_SECONDS", get("MAX_RECORDING_SECONDS"), 3600, 1, 14400),
-            reconcile_interval=_int("RECONCILE_INTERVAL", get("RECONCILE_INTERVAL"), 120, 5, 86400),
-            http_timeout=float(_int("HTTP_TIMEOUT", get("HTTP_TIMEOUT"), 30, 1, 600)),
-            job_max_attempts=_int("JOB_MAX_ATTEMPTS", get("JOB_MAX_ATTEMPTS"), 8, 1, 50),
-            job_timeout=_int("JOB_TIMEOUT", get("JOB_TIMEOUT"), 900, 5, 86400),
-            dial_allowed_countries=_countries(get("DIAL_ALLOWED_COUNTRIES"), phone_number),
-            dial_per_user_per_hour=_int(
-                "DIAL_PER_USER_PER_HOUR", get("DIAL_PER_USER_PER_HOUR"), 10, 0, 10000
-            ),
-            dial_per_hour=_int("DIAL_PER_HOUR", get("DIAL_PER_HOUR"), 30, 0, 100000),
-            dial_daily_limit=_int("DIAL_DAILY_LIMIT", get("DIAL_DAILY_LIMIT"), 100, 0, 1000000),
-            log_level=log_level,
-        )
+        values: dict[str, Any] = {}
+        for field in cls.model_fields.values():
+            choices = (
+                field.validation_alias.choices if isinstance(field.validation_alias, AliasChoices) else []
+            )
+            for name in [field.alias, *choices]:
+                value = env.get(str(name)) if name else None
+                if value is not None and value.strip():
+                    values[str(name)] = value.strip()
+        if "SECRET_KEY" not in values:
+            values.update(SECRET_KEY=_instance_secret_key(instance_path), secret_key_generated=True)
+        values.setdefault("DATABASE_URL", _default_database(instance_path))
+        try:
+            return cls.model_validate(values)
+        except ValidationError as invalid:
+            error = invalid.errors()[0]
+            raise ConfigError(str(error["loc"][0]), error["msg"]) from None
 
     # Derived values -----------------------------------------------------
 
@@ -196,35 +394,44 @@ class Settings:
         digest = hmac.new(self.secret_key.encode(), b"assemblyai-webhook", hashlib.sha256)
         return digest.hexdigest()
 
-    def public_url(self, path: str) -> str | None:
-        return f"{self.base_url}{path}" if self.base_url else None
+    @property
+    def dial_allowed_countries(self) -> tuple[str, ...]:
+        """ISO country codes /dial may call; by default the Twilio number's own country."""
+        if self.dial_countries is not None:
+            return self.dial_countries
+        if self.twilio_phone_number is None:
+            return ()
+        number = phonenumbers.parse(self.twilio_phone_number, None)
+        region = phonenumbers.region_code_for_number(number)
+        return (region,) if region else ()
+
+    def value(self, variable: str) -> Any:
+        """The value of an environment variable of the table, by its name."""
+        for name, field in type(self).model_fields.items():
+            if field.alias == variable:
+                return getattr(self, name)
+        raise KeyError(variable)
 
     def missing(self) -> list[tuple[str, str]]:
         """Variables still to set, each with what does not work without it."""
         gaps = []
-        if not self.twilio_account_sid:
-            gaps.append(("TWILIO_ACCOUNT_SID", "placing calls and downloading recordings"))
-        if not self.twilio_auth_token:
-            gaps.append(("TWILIO_AUTH_TOKEN", "checking Twilio webhooks, calls and recordings"))
-        if not self.twilio_phone_number:
-            gaps.append(("TWILIO_PHONE_NUMBER", "placing outbound calls"))
-        if not self.base_url:
-            gaps.append(("BASE_URL", "every webhook: Twilio and AssemblyAI call back to it"))
-        if not self.assemblyai_api_key:
-            gaps.append(("ASSEMBLYAI_API_KEY", "transcription"))
-        if not self.admin_password and not self.admin_password_hash:
-            gaps.append(("ADMIN_PASSWORD", "logging in to the dashboard (or add users with flask users add)"))
+        for name, field in type(self).model_fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            needed_for = extra.get("needed_for")
+            alternative = extra.get("or")
+            if needed_for and not getattr(self, name):
+                if not (alternative and self.value(str(alternative))):
+                    gaps.append((str(field.alias), str(needed_for)))
         return gaps
 
     def secrets(self) -> list[str]:
         """Every secret value, so that log filters and tests can look for them."""
         values = [
-            self.secret_key,
-            self.twilio_auth_token,
-            self.assemblyai_api_key,
-            self.webhook_secret,
-            self.admin_password,
+            getattr(self, name)
+            for name, field in type(self).model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret")
         ]
+        values.append(self.webhook_secret)
         if self.twilio_account_sid and self.twilio_auth_token:
             # The Authorization header as it goes to Twilio.
             basic = f"{self.twilio_account_sid}:{self.twilio_auth_token}".encode()
@@ -232,103 +439,8 @@ class Settings:
         return [v for v in values if v]
 
 
-def _is_sid(value: str, prefix: str) -> bool:
-    rest = value[len(prefix) :]
-    return value.startswith(prefix) and len(rest) == 32 and all(c in "0123456789abcdefABCDEF" for c in rest)
-
-
-def _origin(variable: str, value: str, *, https_only: bool) -> str:
-    """An origin (scheme://host[:port]) without a trailing slash.
-
-    Plain http is accepted only for loopback hosts, which is what tests and a
-    local reverse proxy use; anything public must be https.
-    """
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(variable, f"must be an https URL such as https://example.com, not {value!r}")
-    if https_only and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
-        raise ConfigError(variable, f"must use https (Twilio will not call plain http), not {value!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(variable, f"must be an origin with no path, e.g. {parts.scheme}://{parts.netloc}")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _e164(variable: str, value: str) -> str:
-    import phonenumbers
-
-    try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException as exc:
-        raise ConfigError(variable, f"must be an E.164 number such as +14155550100 ({exc})") from None
-    if not phonenumbers.is_possible_number(number):
-        raise ConfigError(variable, f"{value!r} is not a possible phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _int(variable: str, value: str | None, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(variable, f"must be a whole number, not {value!r}") from None
-    if not low <= number <= high:
-        raise ConfigError(variable, f"must be between {low} and {high}, not {number}")
-    return number
-
-
-def _database_url(value: str | None, instance_path: str) -> str:
-    if value is None:
-        return f"sqlite:///{os.path.join(os.path.abspath(instance_path), 'callscribe.db')}"
-    # Heroku and others still hand out the old postgres:// scheme, which
-    # SQLAlchemy no longer accepts; psycopg 3 is the driver we ship.
-    for prefix in ("postgres://", "postgresql://"):
-        if value.startswith(prefix):
-            return "postgresql+psycopg://" + value[len(prefix) :]
-    if value.startswith(("postgresql+", "sqlite:")):
-        return value
-    raise ConfigError("DATABASE_URL", "must be a postgres:// or sqlite:/// URL")
-
-
-def _language(value: str | None) -> str | None:
-    """'auto' for language detection, or a language code such as en_us or de."""
-    if value is None:
-        return None
-    value = value.lower()
-    if value != "auto" and not all(c.isalpha() or c == "_" for c in value):
-        raise ConfigError("ASSEMBLYAI_LANGUAGE", "must be 'auto' or a language code such as en_us")
-    return value
-
-
-def _countries(value: str | None, phone_number: str | None) -> tuple[str, ...]:
-    """ISO country codes /dial may call; by default the Twilio number's own country."""
-    import phonenumbers
-
-    if value is None:
-        if phone_number is None:
-            return ()
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone_number, None))
-        return (region,) if region else ()
-    codes = tuple(c.strip().upper() for c in value.split(",") if c.strip())
-    unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
-    if unknown:
-        raise ConfigError(
-            "DIAL_ALLOWED_COUNTRIES", f"unknown country codes: {', '.join(unknown)} (use e.g. US,GB)"
-        )
-    return codes
-
-
-def _password_hash(value: str | None) -> str | None:
-    """A hash from ``flask users hash``: werkzeug's method$salt$hash form."""
-    if value is not None and value.count("$") < 2:
-        raise ConfigError("ADMIN_PASSWORD_HASH", "must be a hash printed by `flask users hash`")
-    return value
-
-
-def _redis_url(value: str | None) -> str | None:
-    if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
-    return value
+def _default_database(instance_path: str) -> str:
+    return f"sqlite:///{os.path.join(os.path.abspath(instance_path), 'callscribe.db')}"
 
 
 def _instance_secret_key(instance_path: str) -> str:
@@ -338,8 +450,6 @@ def _instance_secret_key(instance_path: str) -> str:
     sessions and the webhook secret agree across processes. A deployment
     should set SECRET_KEY: the file is lost with an ephemeral disk.
     """
-    import secrets
-
     os.makedirs(instance_path, exist_ok=True)
     path = os.path.join(instance_path, "secret_key")
     if not os.path.exists(path):

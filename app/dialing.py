@@ -1,4 +1,4 @@
-"""What /dial may call, how often, and the audit trail; then calls.place_call.
+"""/dial: which numbers may be called, how often, the audit trail, and placing the call.
 
 Exposed click-to-call endpoints are the classic route to toll fraud, so a
 number must be valid, in an allowed country, not premium-rate or another
@@ -18,10 +18,11 @@ from phonenumbers import PhoneNumberType
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import calls
+from . import callbacks, calls, clients
 from .config import current_settings, require
 from .models import Call, DialAttempt, db, utcnow
 from .providers import ProviderError
+from .states import COUNTED_DIAL_OUTCOMES, DialOutcome
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,29 @@ DENIED_TYPES = {
 }
 
 
+class InvalidNumber(ValueError):
+    pass
+
+
+def parse_e164(raw: str) -> str:
+    """A dialable E.164 number, or InvalidNumber saying what is wrong."""
+    raw = (raw or "").strip()
+    if not raw:
+        raise InvalidNumber("Enter the number to call.")
+    if not raw.startswith("+"):
+        raise InvalidNumber("Write the number in E.164 form: + then country code, e.g. +14155550100.")
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber("That is not a phone number.") from None
+    formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if formatted != raw.replace(" ", "").replace("-", ""):
+        raise InvalidNumber("Write the number in E.164 form, with digits only after the +.")
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidNumber(f"{formatted} is not a valid number in any country's numbering plan.")
+    return formatted
+
+
 class DialRefused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -50,36 +74,52 @@ def new_request_key() -> str:
 def dial(to: str, *, username: str, request_key: str | None) -> Call:
     """Check, record, then place the call. Raises DialRefused with a status and a reason."""
     try:
-        number = calls.parse_e164(to)
-    except calls.InvalidNumber as error:
+        number = parse_e164(to)
+    except InvalidNumber as error:
         raise DialRefused(400, str(error)) from None
     settings = current_settings()
     # A missing setting is the operator's to fix (503), before any policy applies.
     require("placing calls", TWILIO_PHONE_NUMBER=settings.twilio_phone_number, BASE_URL=settings.base_url)
-    calls.twilio()
+    clients.twilio()
     problem = _policy_problem(number)
     if problem:
-        _record(username, number, request_key, "refused", problem)
+        _record(username, number, request_key, DialOutcome.REFUSED, problem)
         raise DialRefused(403, problem)
 
-    attempt_id = _record(username, number, request_key, "pending", None)
+    attempt_id = _record(username, number, request_key, DialOutcome.PENDING, None)
     if attempt_id is None:
         return _earlier_result(request_key)
     over = _over_limit(attempt_id, username)
     db.session.commit()  # no transaction stays open while Twilio answers
     if over:
-        _finish(attempt_id, "refused", over)
+        _finish(attempt_id, DialOutcome.REFUSED, over)
         raise DialRefused(429, over)
     try:
-        call = calls.place_call(number)
+        call = _place(number)
     except ProviderError as error:
-        _finish(attempt_id, "failed", str(error))
+        _finish(attempt_id, DialOutcome.FAILED, str(error))
         raise DialRefused(502, str(error)) from None
     except Exception:
-        _finish(attempt_id, "failed", "not placed: an error on our side")
+        _finish(attempt_id, DialOutcome.FAILED, "not placed: an error on our side")
         raise
-    _finish(attempt_id, "placed", None, call.call_sid)
+    _finish(attempt_id, DialOutcome.PLACED, None, call.call_sid)
     return call
+
+
+def _place(number: str) -> Call:
+    """Ask Twilio to call ``number`` (checked, allowed) and record the callee; store the call."""
+    settings = current_settings()
+    twilio = clients.twilio()
+    assert settings.twilio_phone_number is not None and settings.base_url is not None
+    placed = twilio.place_call(
+        to=number,
+        from_=settings.twilio_phone_number,
+        twiml_url=callbacks.public_url(settings.base_url, callbacks.TWILIO_OUTBOUND),
+        status_url=callbacks.public_url(settings.base_url, callbacks.TWILIO_CALL_STATUS),
+    )
+    return calls.call_placed(
+        placed, account_sid=twilio.account_sid, from_number=settings.twilio_phone_number, to_number=number
+    )
 
 
 def _policy_problem(number: str) -> str | None:
@@ -98,7 +138,7 @@ def _policy_problem(number: str) -> str | None:
 
 
 def _record(
-    username: str, number: str, request_key: str | None, outcome: str, reason: str | None
+    username: str, number: str, request_key: str | None, outcome: DialOutcome, reason: str | None
 ) -> int | None:
     """Write the audit row; None when this request key was used before (a double submit)."""
     attempt = DialAttempt(
@@ -118,7 +158,7 @@ def _record(
     return attempt.id
 
 
-def _finish(attempt_id: int, outcome: str, reason: str | None, call_sid: str | None = None) -> None:
+def _finish(attempt_id: int, outcome: DialOutcome, reason: str | None, call_sid: str | None = None) -> None:
     db.session.execute(
         update(DialAttempt)
         .where(DialAttempt.id == attempt_id)
@@ -137,7 +177,7 @@ def _over_limit(attempt_id: int, username: str) -> str | None:
             select(func.count())
             .select_from(DialAttempt)
             .where(
-                DialAttempt.outcome.in_(("pending", "placed")),
+                DialAttempt.outcome.in_(COUNTED_DIAL_OUTCOMES),
                 DialAttempt.created_at > now - timedelta(seconds=since_seconds),
                 DialAttempt.id <= attempt_id,
             )

@@ -14,6 +14,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest, Unauthorized
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .auth import bearer_token, user_for_token
+
 csrf = CSRFProtect()
 # Routes that authenticate each request themselves (signatures, a shared
 # secret) and are called by servers, not browsers: the only CSRF exemptions.
@@ -68,8 +70,6 @@ def check_csrf() -> None:
     as a form field or, for JSON, in the X-CSRFToken header."""
     if request.method in ("GET", "HEAD", "OPTIONS") or request.blueprint == SIGNED_WEBHOOKS:
         return
-    from .auth import bearer_token, user_for_token
-
     token = bearer_token()
     if token is not None:
         # A script's token is no ambient credential a browser would send on

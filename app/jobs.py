@@ -1,4 +1,8 @@
-"""Background jobs on Huey: SQLite storage by default, Redis with REDIS_URL.
+"""The queue: Huey on SQLite by default, on Redis with REDIS_URL.
+
+This module is the queue and its enqueue methods, and imports nothing from
+the rest of the app. The task bodies live in :mod:`app.worker`, which
+defines them here when the app is built.
 
 Jobs take ids, reload rows, and are idempotent: the database row is the
 truth, and a job only says "look at recording N now". A consumer killed
@@ -8,136 +12,64 @@ Callers enqueue only after the commit that made the row visible.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from collections.abc import Callable
-from typing import Any
 
 from flask import Flask, current_app
 from huey import Huey, RedisHuey, SqliteHuey
+from huey.api import TaskWrapper
 
-log = logging.getLogger(__name__)
+PROCESS_RECORDING = "process_recording"
+FETCH_TRANSCRIPT = "fetch_transcript"
+RECOVER_RECORDINGS = "recover_recordings"
+TASKS = (PROCESS_RECORDING, FETCH_TRANSCRIPT, RECOVER_RECORDINGS)
 
 
 class Jobs:
-    """The app's queue and its tasks. ``queue()`` finds it from a request or job."""
+    """The app's queue. ``queue()`` finds it from a request, a job or a command."""
 
-    def __init__(self, app: Flask, huey: Huey) -> None:
+    def __init__(self, huey: Huey) -> None:
         self.huey = huey
-        self._app = app
+        self._tasks: dict[str, TaskWrapper] = {}
 
-        def in_app(step: Callable[..., None]) -> Callable[..., None]:
-            def run(*args: Any) -> None:
-                with app.app_context():
-                    step(*args)
+    def define(self, name: str, body: Callable[[int], None]) -> None:
+        """Register the body of task ``name`` (app.worker does, for each of TASKS)."""
+        assert name in TASKS, f"unknown task {name}"
+        self._tasks[name] = self.huey.task(name=name)(body)
 
-            run.__name__ = step.__name__
-            run.__doc__ = step.__doc__
-            return run
+    def process_recording(self, recording_id: int, *, delay: float | None = None) -> None:
+        """Deliver a recording's audio to the engine and submit it."""
+        self._enqueue(PROCESS_RECORDING, recording_id, delay)
 
-        @huey.task(name="process_recording")
-        @in_app
-        def process_recording(recording_id: int) -> None:
-            """Deliver a recording's audio to AssemblyAI and submit it."""
-            from .pipeline import RetryLater, advance_recording
-
-            try:
-                advance_recording(recording_id)
-            except RetryLater as later:
-                self._process.schedule((recording_id,), delay=later.delay)
-
-        @huey.task(name="fetch_transcript")
-        @in_app
-        def fetch_transcript(recording_id: int) -> None:
-            """Read a finished transcript from AssemblyAI and store it."""
-            from .pipeline import RetryLater
-            from .pipeline import fetch_transcript as fetch
-
-            try:
-                fetch(recording_id)
-            except RetryLater as later:
-                self._fetch.schedule((recording_id,), delay=later.delay)
-
-        @huey.task(name="recover_recordings")
-        @in_app
-        def recover_recordings(call_id: int) -> None:
-            """Ask Twilio for the recordings of a call whose callback never came."""
-            from .calls import recover_recordings as recover
-
-            recover(call_id)
-
-        self._process = process_recording
-        self._fetch = fetch_transcript
-        self._recover = recover_recordings
-
-    def process_recording(self, recording_id: int) -> None:
-        self._process(recording_id)
-
-    def fetch_transcript(self, recording_id: int) -> None:
-        self._fetch(recording_id)
+    def fetch_transcript(self, recording_id: int, *, delay: float | None = None) -> None:
+        """Read a finished transcript from the engine and store it."""
+        self._enqueue(FETCH_TRANSCRIPT, recording_id, delay)
 
     def recover_recordings(self, call_id: int) -> None:
-        self._recover(call_id)
+        """Ask Twilio for the recordings of a call whose callback never came."""
+        self._enqueue(RECOVER_RECORDINGS, call_id, None)
+
+    def backlog(self) -> int:
+        """How many jobs wait to run now (scheduled retries not counted)."""
+        return int(self.huey.pending_count())
+
+    def _enqueue(self, name: str, key: int, delay: float | None) -> None:
+        task = self._tasks[name]
+        if delay:
+            task.schedule((key,), delay=delay)
+        else:
+            task(key)
 
 
-def create_huey(app: Flask) -> Huey:
-    settings = app.extensions["settings"]
-    if settings.redis_url:
-        return RedisHuey(settings.queue_name, url=settings.redis_url, results=False)
-    os.makedirs(app.instance_path, exist_ok=True)
-    return SqliteHuey(
-        settings.queue_name,
-        filename=os.path.join(app.instance_path, "queue.db"),
-        timeout=15,
-        results=False,
-    )
+def create_huey(*, redis_url: str | None, name: str, folder: str) -> Huey:
+    if redis_url:
+        return RedisHuey(name, url=redis_url, results=False)
+    os.makedirs(folder, exist_ok=True)
+    return SqliteHuey(name, filename=os.path.join(folder, "queue.db"), timeout=15, results=False)
 
 
-def run_worker(app: Flask, *, threads: int, reconcile: bool) -> None:
-    """Run the Huey consumer until stopped, and, if asked, the reconciliation.
-
-    Reconciliation runs on a timer thread of its own, every
-    RECONCILE_INTERVAL seconds, starting at once: Huey's periodic tasks only
-    tick once a minute. Run it in one worker process (the others take
-    ``--no-periodic``); two would only do the same checks twice.
-    """
-    consumer = queue().huey.create_consumer(
-        workers=threads,
-        periodic=False,
-        worker_type="thread",
-        # Look at an idle queue at least every second (Huey's default backs
-        # off to 10 s): a recording needs several jobs in a row.
-        max_delay=1.0,
-    )
-    stop = threading.Event()
-    if reconcile:
-        interval = app.extensions["settings"].reconcile_interval
-        timer = threading.Thread(
-            target=_reconcile_every, args=(app, interval, stop), name="reconciler", daemon=True
-        )
-        timer.start()
-    try:
-        consumer.run()
-    finally:
-        stop.set()
-
-
-def _reconcile_every(app: Flask, interval: float, stop: threading.Event) -> None:
-    from .pipeline import reconcile
-
-    while not stop.is_set():
-        try:
-            with app.app_context():
-                reconcile()
-        except Exception:
-            # A database that is down now may be back next time.
-            log.exception("reconciliation failed; trying again in %s s", interval)
-        stop.wait(interval)
-
-
-def init_app(app: Flask) -> None:
-    app.extensions["jobs"] = Jobs(app, create_huey(app))
+def init_app(app: Flask, *, redis_url: str | None, name: str) -> None:
+    app.extensions["jobs"] = Jobs(create_huey(redis_url=redis_url, name=name, folder=app.instance_path))
 
 
 def queue() -> Jobs:

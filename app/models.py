@@ -1,23 +1,20 @@
 """Calls, recordings and transcripts, keyed by the providers' own ids.
 
-Each row has one status column per life cycle, and every allowed move is
-written down here, in one place:
-
-* ``Call.status`` follows Twilio's CallStatus and only ever moves forward
-  (:data:`CALL_STATUS_RANK`), whatever order the callbacks arrive in.
-* ``Recording.status`` follows Twilio's RecordingStatus, forward only too.
-* ``Recording.stage`` is our pipeline: :data:`STAGE_TRANSITIONS`.
-* ``Transcript.status`` follows AssemblyAI's status, forward only.
+Each row has one status column per life cycle; the statuses and the moves
+they may make are in :mod:`app.states`. :func:`move_forward` is the one
+conditional UPDATE that keeps a status from moving backwards.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
@@ -25,8 +22,14 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    case,
+    or_,
+    update,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column, relationship
+
+from .states import RANKS, TranscriptStatus
 
 
 class Base(DeclarativeBase):
@@ -57,62 +60,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
-# Twilio's call statuses by progress. Several final ones share the top rank:
-# once a call has ended, a late "ringing" must not bring it back to life.
-CALL_STATUS_RANK: dict[str, int] = {
-    "queued": 0,
-    "initiated": 1,
-    "ringing": 2,
-    "in-progress": 3,
-    "completed": 4,
-    "busy": 4,
-    "failed": 4,
-    "no-answer": 4,
-    "canceled": 4,
-}
-FINAL_CALL_STATUSES = frozenset(s for s, rank in CALL_STATUS_RANK.items() if rank == 4)
-
-RECORDING_STATUS_RANK: dict[str, int] = {
-    "in-progress": 0,
-    "completed": 1,
-    "absent": 1,
-    "failed": 1,
-}
-
-TRANSCRIPT_STATUS_RANK: dict[str, int] = {
-    "queued": 0,
-    "processing": 1,
-    "completed": 2,
-    "error": 2,
-}
-
-
-class Stage:
-    """Where a completed recording is on its way to a transcript."""
-
-    PENDING = "pending"  # stored; its audio still has to reach AssemblyAI
-    DELIVERED = "delivered"  # AssemblyAI can read the audio (upload_url)
-    SUBMITTED = "submitted"  # AssemblyAI has a transcript job for it
-    TRANSCRIBED = "transcribed"  # the transcript is stored: done
-    FAILED = "failed"  # gave up; last_error says why; a person may retry
-
-
-# The only moves the pipeline may make. FAILED goes back only through a
-# person's retry (to the step that failed); TRANSCRIBED is final.
-STAGE_TRANSITIONS: dict[str, frozenset[str]] = {
-    Stage.PENDING: frozenset({Stage.DELIVERED, Stage.FAILED}),
-    Stage.DELIVERED: frozenset({Stage.SUBMITTED, Stage.FAILED}),
-    Stage.SUBMITTED: frozenset({Stage.TRANSCRIBED, Stage.FAILED}),
-    Stage.FAILED: frozenset({Stage.PENDING, Stage.DELIVERED, Stage.SUBMITTED}),
-    Stage.TRANSCRIBED: frozenset(),
-}
-ACTIVE_STAGES = (Stage.PENDING, Stage.DELIVERED, Stage.SUBMITTED)
-
-
-def stages_leading_to(stage: str) -> tuple[str, ...]:
-    return tuple(s for s, targets in STAGE_TRANSITIONS.items() if stage in targets)
-
-
 class Call(db.Model):
     __tablename__ = "calls"
 
@@ -140,7 +87,7 @@ class Call(db.Model):
     def transcript(self) -> Transcript | None:
         """The first finished transcript, else the first one in progress."""
         transcripts = [r.transcript for r in self.recordings if r.transcript]
-        done = [t for t in transcripts if t.status == "completed"]
+        done = [t for t in transcripts if t.status == TranscriptStatus.COMPLETED]
         return (done or transcripts or [None])[0]
 
 
@@ -162,6 +109,9 @@ class Recording(db.Model):
     # Pipeline state. NULL for recordings that will never be transcribed
     # (absent, failed, still in progress).
     stage: Mapped[str | None] = mapped_column(String(16), index=True)
+    # The transcription engine that took the audio (app.clients.ENGINES):
+    # set on delivery, so that rows from two engines can live side by side.
+    engine: Mapped[str | None] = mapped_column(String(16))
     stage_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     upload_url: Mapped[str | None] = mapped_column(Text)
     # A worker holds a recording while it talks to a provider; a crashed
@@ -249,16 +199,25 @@ def insert_ignore(model: type[Base], values: dict[str, Any], key: str) -> None:
     Two webhooks for a new CallSid may arrive at once; with ON CONFLICT DO
     NOTHING neither fails, and both go on to update the one row.
     """
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
     db.session.execute(statement)
 
 
-def rank_below(column: Any, ranks: dict[str, int], status: str) -> Any:
-    """SQL condition: ``column`` is unset or ranks below ``status`` (forward moves only)."""
-    from sqlalchemy import case, or_
+def rank_below(column: Any, status: StrEnum) -> ColumnElement[bool]:
+    """SQL condition: ``column`` is unset or ranks below ``status``."""
+    ranks = RANKS[type(status)]
+    return or_(column.is_(None), case(dict(ranks), value=column, else_=-1) < ranks[status])
 
-    return or_(column.is_(None), case(ranks, value=column, else_=-1) < ranks[status])
+
+def move_forward(
+    column: InstrumentedAttribute[Any], status: StrEnum, *where: ColumnElement[bool], **values: Any
+) -> int:
+    """Set ``column`` to ``status`` (and ``values``) on the rows ``where`` it ranks below it.
+
+    The one way a status changes: a late or repeated callback finds the
+    row already further on and changes nothing. Returns how many rows moved.
+    """
+    model = column.class_
+    statement = update(model).where(*where, rank_below(column, status)).values({column.key: status, **values})
+    return db.session.execute(statement).rowcount  # type: ignore[attr-defined, no-any-return]

@@ -22,11 +22,12 @@ from flask_login import current_user, login_required
 from sqlalchemy import or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import calls, dialing, pipeline
+from . import callbacks, clients, dialing, pipeline
 from .auth import login_manager
 from .config import current_settings
-from .models import ACTIVE_STAGES, Call, Recording, Transcript, db
+from .models import Call, Recording, Transcript, db
 from .providers import ProviderError
+from .states import ACTIVE_STAGES, RecordingStatus, Stage
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -38,8 +39,11 @@ def webhook_urls() -> list[tuple[str, str]]:
     settings = current_settings()
     base = settings.base_url or "https://YOUR-PUBLIC-HOST"
     return [
-        ("Phone number → A call comes in (HTTP POST)", f"{base}/twilio/voice"),
-        ("Phone number → Call status changes (HTTP POST)", f"{base}/twilio/call-status"),
+        ("Phone number → A call comes in (HTTP POST)", callbacks.public_url(base, callbacks.TWILIO_VOICE)),
+        (
+            "Phone number → Call status changes (HTTP POST)",
+            callbacks.public_url(base, callbacks.TWILIO_CALL_STATUS),
+        ),
     ]
 
 
@@ -100,13 +104,13 @@ def call_detail(call_sid: str) -> str:
 def recording_audio(recording_id: int) -> Response:
     """The recording, streamed through us: the browser never sees a Twilio URL or credential."""
     recording = db.session.get(Recording, recording_id)
-    if recording is None or recording.status != "completed":
+    if recording is None or recording.status != RecordingStatus.COMPLETED:
         abort(404, "No such recording.")
     sid, channels = recording.recording_sid, recording.channels
     db.session.commit()  # no transaction stays open while Twilio answers
     stack = ExitStack()
     try:
-        media = stack.enter_context(calls.twilio().open_media(sid, channels=channels))
+        media = stack.enter_context(clients.twilio().open_media(sid, channels=channels))
     except ProviderError as error:
         stack.close()
         log.warning("recording %s: audio not available (%s)", sid, error)
@@ -186,20 +190,20 @@ def healthz() -> tuple[dict[str, str], int]:
 
 @bp.app_template_filter("recording_state")
 def recording_state(recording: Recording) -> str:
-    if recording.status == "in-progress":
+    if recording.status == RecordingStatus.IN_PROGRESS:
         return "Recording…"
-    if recording.status == "absent":
+    if recording.status == RecordingStatus.ABSENT:
         return "No audio: the recording was too short or silent" + _code(recording.error_code)
-    if recording.status == "failed":
+    if recording.status == RecordingStatus.FAILED:
         return "Twilio could not make the recording" + _code(recording.error_code)
     retrying = f" (attempt {recording.attempts + 1} soon)" if recording.attempts else ""
     transcript = recording.transcript
     return {
-        "pending": "Waiting to send the audio to AssemblyAI" + retrying,
-        "delivered": "Submitting to AssemblyAI" + retrying,
-        "submitted": f"Transcribing ({transcript.status if transcript else 'queued'})…",
-        "transcribed": "Transcribed",
-        "failed": "Transcription failed",
+        Stage.PENDING: "Waiting to send the audio to AssemblyAI" + retrying,
+        Stage.DELIVERED: "Submitting to AssemblyAI" + retrying,
+        Stage.SUBMITTED: f"Transcribing ({transcript.status if transcript else 'queued'})…",
+        Stage.TRANSCRIBED: "Transcribed",
+        Stage.FAILED: "Transcription failed",
     }.get(recording.stage or "", "—")
 
 
@@ -207,21 +211,26 @@ def _code(code: str | None) -> str:
     return f" (Twilio error {code})." if code else "."
 
 
+# How far a call's best recording got, as the calls list says it.
+CALL_TRANSCRIPT_STATE = {
+    Stage.TRANSCRIBED: "done",
+    Stage.SUBMITTED: "transcribing",
+    Stage.DELIVERED: "submitting",
+    Stage.PENDING: "queued",
+    Stage.FAILED: "failed",
+}
+NO_STAGE_STATE = {RecordingStatus.ABSENT: "no audio", RecordingStatus.FAILED: "recording failed"}
+
+
 @bp.app_template_filter("transcript_state")
 def transcript_state(call: Call) -> str:
     if not call.recordings:
         return "no recording"
-    order = ("transcribed", "submitted", "delivered", "pending", "failed", None)
+    order = [*CALL_TRANSCRIPT_STATE, None]
     best = min(call.recordings, key=lambda r: order.index(r.stage) if r.stage in order else len(order))
     if best.stage is None:
-        return {"absent": "no audio", "failed": "recording failed"}.get(best.status, "recording")
-    return {
-        "pending": "queued",
-        "delivered": "submitting",
-        "submitted": "transcribing",
-        "transcribed": "done",
-        "failed": "failed",
-    }[best.stage]
+        return NO_STAGE_STATE.get(best.status or "", "recording")
+    return CALL_TRANSCRIPT_STATE[Stage(best.stage)]
 
 
 @bp.app_template_filter("speaker")

@@ -7,6 +7,10 @@ crashed worker's claim simply runs out. Every step is safe to run twice.
 
     pending --deliver--> delivered --submit--> submitted --fetch--> transcribed
        \\________________________\\__________________\\______> failed (a person's retry: back to that step)
+
+The steps speak to a transcription engine only through the seam in
+:mod:`app.providers.transcription`: which audio, how many channels, which
+language, where to call back.
 """
 
 from __future__ import annotations
@@ -14,42 +18,29 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 
-from . import jobs
-from .calls import twilio
+from . import callbacks, clients, jobs
 from .config import WEBHOOK_HEADER_NAME, NotConfigured, Settings, current_settings
-from .models import (
-    TRANSCRIPT_STATUS_RANK,
-    Call,
-    Recording,
-    Stage,
-    Transcript,
-    db,
-    insert_ignore,
-    rank_below,
-    stages_leading_to,
-    utcnow,
-)
+from .models import Recording, Transcript, db, insert_ignore, move_forward, utcnow
 from .providers import ProviderError
-from .providers.assemblyai import AssemblyAI, TranscriptResult
+from .providers.transcription import (
+    AudioStream,
+    AudioURL,
+    Callback,
+    TranscriptionOptions,
+    TranscriptResult,
+)
+from .states import FINAL_TRANSCRIPT_STATUSES, Stage, TranscriptStatus, stages_leading_to
 
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 3600.0
-
-
-def assemblyai() -> AssemblyAI:
-    client: AssemblyAI | None = current_app.extensions["assemblyai"]
-    if client is None:
-        raise NotConfigured(["ASSEMBLYAI_API_KEY"], "transcription")
-    return client
 
 
 @dataclass(frozen=True)
@@ -66,32 +57,25 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
-def transcript_params(recording: Work, audio_url: str, settings: Settings) -> dict[str, Any]:
-    """The body of ``POST /v2/transcript`` for one recording."""
-    params: dict[str, Any] = {
-        "audio_url": audio_url,
-        "speech_models": list(settings.assemblyai_speech_models),
-        # Our own id rides along, so the webhook can be matched even when it
-        # arrives before the answer to this very request was stored.
-        "webhook_url": f"{settings.base_url}/assemblyai/webhook?recording={recording.id}",
-        "webhook_auth_header_name": WEBHOOK_HEADER_NAME,
-        "webhook_auth_header_value": settings.webhook_secret,
-    }
-    if recording.channels == 2:
-        params["multichannel"] = True
-    else:
-        params["speaker_labels"] = True
-    if settings.assemblyai_language == "auto":
-        params["language_detection"] = True
-    elif settings.assemblyai_language:
-        params["language_code"] = settings.assemblyai_language
-    return params
+def transcription_options(work: Work, settings: Settings) -> TranscriptionOptions:
+    """What to ask of the engine for one recording."""
+    if not settings.base_url:
+        raise NotConfigured(["BASE_URL"], "transcription webhooks")
+    # Our own id rides along, so the webhook can be matched even when it
+    # arrives before the answer to this very request was stored.
+    url = callbacks.public_url(settings.base_url, callbacks.ASSEMBLYAI_WEBHOOK, recording=work.id)
+    return TranscriptionOptions(
+        channels=work.channels,
+        language=settings.assemblyai_language,
+        models=settings.assemblyai_speech_models,
+        callback=Callback(url, WEBHOOK_HEADER_NAME, settings.webhook_secret),
+    )
 
 
 # -- claims ----------------------------------------------------------------
 
 
-def _claim(recording_id: int, stages: tuple[str, ...]) -> str | None:
+def _claim(recording_id: int, stages: tuple[Stage, ...]) -> str | None:
     """Take the recording for one worker, if it is in ``stages``, free and due."""
     now = utcnow()
     token = secrets.token_hex(8)
@@ -112,9 +96,9 @@ def _claim(recording_id: int, stages: tuple[str, ...]) -> str | None:
 def _move(
     recording_id: int,
     token: str | None,
-    to: str,
+    to: Stage,
     *,
-    from_: tuple[str, ...] | None = None,
+    from_: tuple[Stage, ...] | None = None,
     **values: Any,
 ) -> bool:
     """Move the recording to stage ``to``, if that move is allowed from where it is."""
@@ -205,6 +189,7 @@ class Work:
     id: int
     recording_sid: str
     channels: int
+    engine: str | None
     upload_url: str | None
     submit_started_at: datetime | None
 
@@ -216,6 +201,7 @@ def _load(recording_id: int) -> Work:
         id=recording.id,
         recording_sid=recording.recording_sid,
         channels=recording.channels,
+        engine=recording.engine,
         upload_url=recording.upload_url,
         submit_started_at=recording.submit_started_at,
     )
@@ -231,8 +217,8 @@ def advance_recording(recording_id: int) -> None:
     try:
         work = _load(recording_id)
         if work.upload_url is None:
-            upload_url = _deliver(work)
-            if not _move(recording_id, None, Stage.DELIVERED, upload_url=upload_url):
+            engine, audio_ref = _deliver(work)
+            if not _move(recording_id, None, Stage.DELIVERED, upload_url=audio_ref, engine=engine):
                 return
             # _move let go of the claim; take it again for the next step.
             token = _claim(recording_id, (Stage.DELIVERED,))
@@ -250,33 +236,31 @@ def advance_recording(recording_id: int) -> None:
         raise
 
 
-def _deliver(work: Work) -> str:
-    """Make the audio readable by AssemblyAI; returns the URL to transcribe."""
+def _deliver(work: Work) -> tuple[str, str]:
+    """Make the audio readable by the engine; returns the engine's name and its reference to the audio."""
     settings = current_settings()
+    engine = clients.engine()
+    twilio = clients.twilio()
     if settings.recording_delivery == "url":
-        return twilio().media_url(work.recording_sid)
-    client = assemblyai()
-    with twilio().open_media(work.recording_sid, channels=work.channels) as media:
-        upload_url = client.upload(media.chunks())
-    log.info("recording %s: uploaded %d bytes to AssemblyAI", work.recording_sid, media.received)
-    return upload_url
+        return engine.name, engine.prepare(AudioURL(twilio.media_url(work.recording_sid)))
+    with twilio.open_media(work.recording_sid, channels=work.channels) as media:
+        audio_ref = engine.prepare(AudioStream(media.chunks()))
+    log.info("recording %s: uploaded %d bytes to %s", work.recording_sid, media.received, engine.name)
+    return engine.name, audio_ref
 
 
 def _submit(work: Work, token: str) -> None:
-    settings = current_settings()
-    if not settings.base_url:
-        raise NotConfigured(["BASE_URL"], "transcription webhooks")
+    options = transcription_options(work, current_settings())
     assert work.upload_url is not None
-    client = assemblyai()
+    engine = clients.engine(work.engine)
     if work.submit_started_at is not None:
         # An earlier attempt sent a submission and never stored the answer
         # (a crash, or a timeout): find that one rather than pay twice.
-        earlier = client.find_by_audio_url(work.upload_url, since=work.submit_started_at)
+        earlier = engine.find_submission(work.upload_url, since=work.submit_started_at)
         if earlier is not None:
-            transcript_id, status = earlier
-            log.info("recording %s: found submission %s (%s)", work.recording_sid, transcript_id, status)
-            _submitted(work.id, token, transcript_id, "queued")
-            if status in ("completed", "error"):
+            log.info("recording %s: found submission %s (%s)", work.recording_sid, earlier.id, earlier.status)
+            _submitted(work.id, token, earlier.id, TranscriptStatus.QUEUED)
+            if earlier.status in FINAL_TRANSCRIPT_STATUSES:
                 # Its webhook may well have come and gone while nobody knew the id.
                 jobs.queue().fetch_transcript(work.id)
             return
@@ -286,20 +270,16 @@ def _submit(work: Work, token: str) -> None:
         .values(submit_started_at=utcnow())
     )
     db.session.commit()
-    result = client.submit(transcript_params(work, work.upload_url, settings))
-    log.info("recording %s: submitted as transcript %s", work.recording_sid, result.id)
-    _submitted(work.id, token, result.id, result.status)
+    submission = engine.submit(work.upload_url, options)
+    log.info("recording %s: submitted as transcript %s", work.recording_sid, submission.id)
+    _submitted(work.id, token, submission.id, submission.status)
 
 
-def _submitted(recording_id: int, token: str | None, transcript_id: str, status: str) -> None:
+def _submitted(recording_id: int, token: str | None, transcript_id: str, status: TranscriptStatus) -> None:
     """Store the transcript id we got (or found) for a recording."""
     insert_ignore(
         Transcript,
-        {
-            "transcript_id": transcript_id,
-            "recording_id": recording_id,
-            "status": status if status in TRANSCRIPT_STATUS_RANK else "queued",
-        },
+        {"transcript_id": transcript_id, "recording_id": recording_id, "status": status},
         "recording_id",
     )
     _move(recording_id, token, Stage.SUBMITTED, from_=(Stage.DELIVERED,))
@@ -322,7 +302,7 @@ def transcript_webhook(recording_id: int, transcript_id: str) -> bool:
         if not in_flight:
             log.warning("webhook for recording %s names a transcript we never submitted", recording_id)
             return False
-        _submitted(recording_id, None, transcript_id, "queued")
+        _submitted(recording_id, None, transcript_id, TranscriptStatus.QUEUED)
     elif transcript.transcript_id != transcript_id:
         log.warning("webhook for recording %s names another transcript; ignored", recording_id)
         return False
@@ -332,15 +312,17 @@ def transcript_webhook(recording_id: int, transcript_id: str) -> bool:
 
 
 def fetch_transcript(recording_id: int) -> None:
-    """Read the transcript from AssemblyAI and store it. Raises RetryLater."""
-    transcript = db.session.scalar(select(Transcript).where(Transcript.recording_id == recording_id))
-    transcript_id = transcript.transcript_id if transcript else None
-    done = transcript is None or transcript.status in ("completed", "error")
-    db.session.commit()  # no transaction open while AssemblyAI answers
-    if done or transcript_id is None:
+    """Read the transcript from its engine and store it. Raises RetryLater."""
+    found = db.session.execute(
+        select(Transcript.transcript_id, Transcript.status, Recording.engine)
+        .join(Recording, Recording.id == Transcript.recording_id)
+        .where(Transcript.recording_id == recording_id)
+    ).first()
+    db.session.commit()  # no transaction open while the engine answers
+    if found is None or found.status in FINAL_TRANSCRIPT_STATUSES:
         return
     try:
-        result = assemblyai().get(transcript_id)
+        result = clients.engine(found.engine).fetch(found.transcript_id)
     except ProviderError as error:
         _failed_attempt(recording_id, None, error)
         return
@@ -348,84 +330,35 @@ def fetch_transcript(recording_id: int) -> None:
 
 
 def store_transcript(recording_id: int, result: TranscriptResult) -> None:
-    if result.status not in TRANSCRIPT_STATUS_RANK:
-        return
-    values: dict[str, Any] = {"status": result.status}
-    if result.status == "completed":
+    values: dict[str, Any] = {}
+    if result.status == TranscriptStatus.COMPLETED:
         values.update(
             text=result.text or "",
-            words=result.words,
-            utterances=result.utterances,
+            words=[asdict(w) for w in result.words] or None,
+            utterances=[asdict(u) for u in result.utterances] or None,
             confidence=result.confidence,
-            audio_duration=result.audio_duration,
-            language_code=result.language_code,
-            speech_model_used=result.speech_model_used,
+            audio_duration=result.duration,
+            language_code=result.language,
+            speech_model_used=result.model,
             completed_at=utcnow(),
         )
-    elif result.status == "error":
+    elif result.status == TranscriptStatus.ERROR:
         values.update(error=(result.error or "unknown error")[:2000], completed_at=utcnow())
-    db.session.execute(
-        update(Transcript)
-        .where(
-            Transcript.recording_id == recording_id,
-            Transcript.transcript_id == result.id,
-            rank_below(Transcript.status, TRANSCRIPT_STATUS_RANK, result.status),
-        )
-        .values(**values)
+    move_forward(
+        Transcript.status,
+        result.status,
+        Transcript.recording_id == recording_id,
+        Transcript.transcript_id == result.id,
+        **values,
     )
     db.session.commit()
-    if result.status == "completed":
+    if result.status == TranscriptStatus.COMPLETED:
         _move(recording_id, None, Stage.TRANSCRIBED, last_error=None)
         log.info("recording %s: transcript stored", recording_id)
-    elif result.status == "error":
+    elif result.status == TranscriptStatus.ERROR:
         _move(
             recording_id, None, Stage.FAILED, last_error=f"AssemblyAI could not transcribe it: {result.error}"
         )
-
-
-# -- reconciliation ----------------------------------------------------------
-
-
-def reconcile(now: datetime | None = None) -> dict[str, int]:
-    """Move on every recording that waited past its deadline; the queue may have lost it.
-
-    Returns how many recordings were sent to each job, for the log and tests.
-    """
-    now = now or utcnow()
-    queue = jobs.queue()
-    waiting = queue.huey.pending_count()
-    if waiting:
-        # Whatever looks stuck may just be waiting its turn; adding to a
-        # backlog only makes it longer. Anything lost is found once it drains.
-        log.info("reconcile: %d jobs still queued; looking again next round", waiting)
-        return {"advance": 0, "poll": 0, "recover": 0}
-    deadline = now - timedelta(seconds=current_settings().reconcile_interval)
-    waited = func.coalesce(Recording.next_attempt_at, Recording.stage_changed_at) < deadline
-    free = or_(Recording.claimed_until.is_(None), Recording.claimed_until < now)
-    stuck = db.session.scalars(
-        select(Recording.id).where(Recording.stage.in_((Stage.PENDING, Stage.DELIVERED)), free, waited)
-    ).all()
-    unheard = db.session.scalars(select(Recording.id).where(Recording.stage == Stage.SUBMITTED, waited)).all()
-    # Calls that ended a while ago without any recording callback.
-    silent = db.session.scalars(
-        select(Call.id).where(
-            Call.status == "completed",
-            Call.recordings_checked_at.is_(None),
-            Call.updated_at < deadline,
-            ~select(Recording.id).where(Recording.call_id == Call.id).exists(),
-        )
-    ).all()
-    db.session.commit()
-    for recording_id in stuck:
-        queue.process_recording(recording_id)
-    for recording_id in unheard:
-        queue.fetch_transcript(recording_id)
-    for call_id in silent:
-        queue.recover_recordings(call_id)
-    counts = {"advance": len(stuck), "poll": len(unheard), "recover": len(silent)}
-    if any(counts.values()):
-        log.info("reconcile: %(advance)d to advance, %(poll)d to poll, %(recover)d calls to check", counts)
-    return counts
 
 
 def retry_failed(recording_id: int) -> bool:
@@ -439,7 +372,7 @@ def retry_failed(recording_id: int) -> bool:
     if recording is None or recording.stage != Stage.FAILED:
         return False
     transcript = recording.transcript
-    if transcript is not None and transcript.status != "error":
+    if transcript is not None and transcript.status != TranscriptStatus.ERROR:
         to = Stage.SUBMITTED
     else:
         if transcript is not None:

@@ -16,9 +16,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app import pipeline
+from app import worker
 from app.config import WEBHOOK_HEADER_NAME
-from app.models import Recording, Stage, Transcript, db, utcnow
+from app.models import Recording, Transcript, db, utcnow
+from app.states import Stage
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.openapi import transcript_params_errors
 from tests.fakes.twilio_api import FakeTwilio
@@ -329,9 +330,9 @@ def test_reconcile_polls_a_transcript_whose_webhook_never_came(
     transcript_id = next(iter(assemblyai_api.jobs))
     assemblyai_api.complete(transcript_id, text="Nobody told us.")
     with app.app_context():
-        assert pipeline.reconcile() == {"advance": 0, "poll": 0, "recover": 0}, "not overdue yet"
+        assert worker.reconcile() == {"advance": 0, "poll": 0, "recover": 0}, "not overdue yet"
         later = utcnow() + timedelta(seconds=app.extensions["settings"].reconcile_interval + 1)
-        assert pipeline.reconcile(now=later) == {"advance": 0, "poll": 1, "recover": 0}
+        assert worker.reconcile(now=later) == {"advance": 0, "poll": 1, "recover": 0}
     run_jobs(app)
     stored = transcript(app)
     assert stored is not None and stored.text == "Nobody told us."
@@ -345,7 +346,7 @@ def test_reconcile_restarts_a_recording_whose_job_was_lost(
     app.extensions["jobs"].huey.flush()  # the queue lost the job
     with app.app_context():
         later = utcnow() + timedelta(seconds=app.extensions["settings"].reconcile_interval + 1)
-        assert pipeline.reconcile(now=later) == {"advance": 1, "poll": 0, "recover": 0}
+        assert worker.reconcile(now=later) == {"advance": 1, "poll": 0, "recover": 0}
     run_jobs(app)
     assert recording(app).stage == Stage.SUBMITTED
     assert len(assemblyai_api.submissions) == 1

@@ -106,7 +106,7 @@ class Twilio:
         to: str,
         from_: str,
         twiml_url: str,
-        status_callback: str,
+        status_url: str,
     ) -> PlacedCall:
         try:
             call = self._client.calls.create(
@@ -114,7 +114,7 @@ class Twilio:
                 from_=from_,
                 url=twiml_url,
                 method="POST",
-                status_callback=status_callback,
+                status_callback=status_url,
                 status_callback_method="POST",
                 status_callback_event=["initiated", "ringing", "answered", "completed"],
             )

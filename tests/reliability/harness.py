@@ -32,7 +32,8 @@ import requests
 import sqlalchemy as sa
 
 from app.config import WEBHOOK_HEADER_NAME, Settings
-from app.models import CALL_STATUS_RANK, RECORDING_STATUS_RANK, TRANSCRIPT_STATUS_RANK, Recording
+from app.models import Recording
+from app.states import CALL_STATUS_RANK, RECORDING_STATUS_RANK, TRANSCRIPT_STATUS_RANK
 from tests.e2e.rows import outcomes
 from tests.e2e.service import Service, free_port
 from tests.e2e.twilio_side import TwilioSide, twilio_time

@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app import worker
 from app.config import WEBHOOK_HEADER_NAME
 from app.models import Call, Recording, Transcript, UTCDateTime, db
 from tests.fakes.twilio_api import FakeTwilio
@@ -67,10 +68,8 @@ def retries_fall_due(app: Flask, seconds: float = 4000) -> int:
 
 
 def reconcile(app: Flask) -> dict[str, int]:
-    from app import pipeline
-
     with app.app_context():
-        return pipeline.reconcile()
+        return worker.reconcile()
 
 
 def call_completes(client: FlaskClient, n: int, *, duration: int = 7) -> None:

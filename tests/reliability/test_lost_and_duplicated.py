@@ -15,7 +15,8 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.models import CALL_STATUS_RANK, Call, Recording, Stage, Transcript
+from app.models import Call, Recording, Transcript
+from app.states import CALL_STATUS_RANK, Stage
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import call_sid, call_status_form, post_twilio, recording_sid

@@ -14,8 +14,9 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 
-from app.models import Recording, Stage, Transcript, utcnow
+from app.models import Recording, Transcript, utcnow
 from app.pipeline import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, backoff_delay
+from app.states import Stage
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import recording_sid

@@ -25,16 +25,8 @@ from sqlalchemy import delete, select, update
 
 from app import create_app
 from app.config import Settings
-from app.models import (
-    CALL_STATUS_RANK,
-    TRANSCRIPT_STATUS_RANK,
-    Call,
-    Recording,
-    Stage,
-    Transcript,
-    db,
-    utcnow,
-)
+from app.models import Call, Recording, Transcript, db, utcnow
+from app.states import CALL_STATUS_RANK, TRANSCRIPT_STATUS_RANK, Stage
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import (
