@@ -6,9 +6,11 @@ and the caller ids Twilio really sends (Anonymous, client:…, sip:…).
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -180,15 +182,85 @@ def test_dial_json(app: Flask, to: Any, key: str | None) -> None:
 
 
 @FUZZ
-@given(username=nasty_text, password=nasty_text, next_=nasty_text)
-def test_login_form(app: Flask, username: str, password: str, next_: str) -> None:
-    response = app.test_client().post(
-        "/login?" + urlencode({"next": next_}), data={"username": username, "password": password}
-    )
+@given(username=nasty_text, password=nasty_text)
+def test_login_form(app: Flask, username: str, password: str) -> None:
+    response = app.test_client().post("/login", data={"username": username, "password": password})
     assert response.status_code in (302, 400, 401, 429), response.get_data(as_text=True)
-    if response.status_code == 302:
-        location = response.headers["Location"]
-        assert location.startswith("/") and not location.startswith("//")
+
+
+# Ways to name another site that a careless check takes for a path.
+off_site = st.sampled_from(
+    [
+        "//evil.example",
+        "///evil.example",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/\t/evil.example",
+        " //evil.example",
+        "\x01//evil.example",
+        "https://evil.example",
+        "https:evil.example",
+        "HTTPS://evil.example/",
+        "javascript:alert(1)",
+        "data:text/html,hi",
+        "//evil.example@callscribe.example",
+        "/%2F/evil.example",
+        "%2F%2Fevil.example",
+    ]
+)
+next_targets = st.one_of(
+    nasty_text,
+    off_site,
+    st.tuples(off_site, nasty_text).map("".join),
+    st.tuples(st.sampled_from(["/", "/calls/1", "/?q="]), nasty_text).map("".join),
+).map(lambda s: re.sub("[\x00\r\n]", "", s))
+# A NUL is refused (400) before any login. CR and LF are left out because the
+# app answers 500 for them today: see test_login_next_with_a_line_break below.
+
+
+def stays_on_site(location: str) -> bool:
+    """True when a browser following ``location`` stays on this site."""
+    # Browsers drop tabs and newlines anywhere, and leading spaces and controls.
+    seen = re.sub(r"[\t\n\r]", "", location).lstrip("".join(map(chr, range(33))))
+    parts = urlsplit(seen)
+    return (
+        seen.startswith("/")
+        and not seen.startswith(("//", "/\\"))
+        and "\\" not in seen
+        and not parts.scheme
+        and not parts.netloc
+    )
+
+
+@FUZZ
+@given(next_=next_targets)
+def test_login_redirects_only_on_site(app: Flask, next_: str) -> None:
+    response = app.test_client().post(
+        "/login?" + urlencode({"next": next_}),
+        data={"username": "admin", "password": ADMIN_PASSWORD},
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+    location = response.headers["Location"]
+    assert stays_on_site(location), f"next={next_!r} sent the browser to {location!r}"
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="known bug: _safe_next lets CR/LF through (urlsplit drops them) and the Location header fails",
+)
+@pytest.mark.parametrize("next_", ["/calls/1\n", "/\rx"])
+def test_login_next_with_a_line_break(app: Flask, next_: str) -> None:
+    response = app.test_client().post(
+        "/login?" + urlencode({"next": next_}),
+        data={"username": "admin", "password": ADMIN_PASSWORD},
+    )
+    assert response.status_code == 302 and stays_on_site(response.headers["Location"])
+
+
+def test_the_on_site_check_itself() -> None:
+    assert stays_on_site("/calls/12?page=2")
+    assert not stays_on_site("/\t/evil.example") and not stays_on_site("https://evil.example/")
 
 
 @FUZZ
