@@ -5,9 +5,12 @@ If these fail, every service test built on the fakes proves nothing.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import struct
 import threading
+import wave
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,6 +29,7 @@ from tests.fakes import (
     make_sid,
     transcript_params_errors,
 )
+from tests.fakes.audio import wav as make_wav
 from tests.fakes.openapi import load_spec, spec_or_skip
 
 SID, TOKEN, KEY = "AC" + "0" * 32, "secret-token", "aai-key"
@@ -165,6 +169,37 @@ def test_twilio_serves_media_and_lists_call_recordings(twilio: FakeTwilio) -> No
     assert twilio_client(twilio).recordings(rec).fetch().call_sid == call_sid
     gone = requests.get(base.replace(rec, make_sid("RE")), auth=(SID, TOKEN), timeout=T)
     assert gone.status_code == 404 and gone.json()["code"] == 20404
+
+
+def test_twilio_serves_dual_recordings_as_mono_unless_both_channels_are_asked_for(
+    twilio: FakeTwilio,
+) -> None:
+    rec, mono_rec = make_sid("RE"), make_sid("RE")
+    # Four frames of (channel 1, channel 2), down to the extremes of 16 bits.
+    frames = [(1000, 3000), (-2000, 2000), (32767, 32767), (-32768, -32767)]
+    stereo = make_wav(struct.pack("<8h", *(sample for frame in frames for sample in frame)), channels=2)
+    twilio.add_recording(rec, stereo, channels=2)
+    mono = make_wav(struct.pack("<2h", 5, -5))
+    twilio.add_recording(mono_rec, mono)
+    blob_rec = make_sid("RE")
+    twilio.add_recording(blob_rec, b"RIFF but no WAV", channels=2)
+    base = f"{twilio.base_url}/2010-04-01/Accounts/{SID}/Recordings"
+
+    def served(path: str) -> bytes:
+        answer = requests.get(f"{base}/{path}", auth=(SID, TOKEN), timeout=T)
+        assert answer.status_code == 200
+        return answer.content
+
+    assert served(f"{rec}.wav?RequestedChannels=2") == stereo
+    for path in (f"{rec}.wav", f"{rec}", f"{rec}.wav?RequestedChannels=1"):
+        with wave.open(io.BytesIO(served(path))) as mixed:
+            assert (mixed.getnchannels(), mixed.getsampwidth(), mixed.getframerate()) == (1, 2, 8000)
+            frames = mixed.readframes(mixed.getnframes())
+        assert list(struct.unpack("<4h", frames)) == [2000, 0, 32767, -32768]
+    assert served(f"{mono_rec}.wav") == mono == served(f"{mono_rec}.wav?RequestedChannels=2")
+    assert served(f"{blob_rec}.wav") == b"RIFF but no WAV", "bytes that are no WAV travel unchanged"
+    with pytest.raises(ValueError, match="a 2-channel WAV added as a 1-channel recording"):
+        twilio.add_recording(make_sid("RE"), stereo, channels=1)
 
 
 def test_twilio_fault_injection(twilio: FakeTwilio) -> None:

@@ -21,6 +21,7 @@ from app.config import WEBHOOK_HEADER_NAME
 from app.models import Recording, Transcript, db, utcnow
 from app.states import Stage
 from tests.fakes.assemblyai_api import FakeAssemblyAI
+from tests.fakes.audio import channel_count, wav
 from tests.fakes.openapi import transcript_params_errors
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import (
@@ -35,7 +36,9 @@ from tests.helpers import (
     run_jobs,
 )
 
-AUDIO = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 600  # ~150 kB
+AUDIO = wav(bytes(range(256)) * 600)  # ~150 kB of 8 kHz mono, as Twilio serves it
+# The same length in two channels that differ: a mix-down would not equal it.
+DUAL_AUDIO = wav(bytes(range(256)) * 300 + bytes(range(255, -1, -1)) * 300, channels=2)
 
 
 def recording(app: Flask, sid: str | None = None) -> Recording:
@@ -94,7 +97,7 @@ def test_completed_recording_is_downloaded_uploaded_and_submitted(
     expected_auth = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
     assert media.headers["Authorization"] == expected_auth
     (upload,) = assemblyai_api.uploads
-    assert upload["data"] == AUDIO
+    assert upload["data"] == AUDIO and channel_count(upload["data"]) == 1
     assert upload["chunked"], "the recording must be streamed, not read into memory first"
     (submission,) = assemblyai_api.submissions
     assert transcript_params_errors(submission) == []
@@ -162,8 +165,11 @@ def test_webhook_fetches_and_stores_the_transcript(
 def test_two_channel_recording_is_submitted_multichannel(
     app: Flask, client: FlaskClient, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
 ) -> None:
-    recording_completed(client, twilio_api, channels=2)
+    recording_completed(client, twilio_api, channels=2, audio=DUAL_AUDIO)
     run_jobs(app)
+    (upload,) = assemblyai_api.uploads
+    assert channel_count(upload["data"]) == 2, "AssemblyAI got a mono mix-down"
+    assert upload["data"] == DUAL_AUDIO
     (media,) = twilio_api.requests_of("media")
     assert media.query == "RequestedChannels=2"
     (submission,) = assemblyai_api.submissions

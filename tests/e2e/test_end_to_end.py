@@ -407,6 +407,7 @@ def test_assemblyai_gets_one_upload_and_one_valid_submission_per_recording(
     for call in run.calls:
         uploads = [u for u in aai.uploads if u["data"] == call.audio]
         assert len(uploads) == 1, f"{call.name}: {len(uploads)} uploads of its audio"
+        assert audio.channel_count(uploads[0]["data"]) == call.channels, f"{call.name}: channels lost"
         submissions = [s for s in aai.submissions if s["audio_url"] == uploads[0]["upload_url"]]
         assert len(submissions) == 1, f"{call.name}: {len(submissions)} submissions of its upload"
         (body,) = submissions

@@ -15,3 +15,9 @@ def wav(frames: bytes, *, channels: int = 1, rate: int = 8000) -> bytes:
         out.setframerate(rate)
         out.writeframes(frames)
     return buffer.getvalue()
+
+
+def channel_count(data: bytes) -> int:
+    """How many channels a WAV file has (``wave.Error`` if it is no WAV)."""
+    with wave.open(io.BytesIO(data)) as parsed:
+        return parsed.getnchannels()

@@ -3,14 +3,24 @@
 Speaks the real wire format (form-encoded requests, Twilio JSON resources
 and errors, Basic auth on everything including recording media) so the
 service can be tested against it with only its base URL swapped.
+
+Recording media follows Twilio on channels: a dual-channel recording is
+served as a mono mix-down unless the request asks ``RequestedChannels=2``.
+The fake can only mix down what it can read, so this applies to recordings
+added as real 16-bit PCM WAV files; any other bytes (tests that only care
+which bytes travel) are served exactly as added, whatever is asked.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import re
 import secrets
+import sys
+import wave
+from array import array
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -98,7 +108,14 @@ class FakeTwilio(FakeHTTPServer):
         source: str = "OutboundAPI",
         status: str = "completed",
     ) -> dict[str, Any]:
-        """Make a recording's media and metadata available; returns the metadata."""
+        """Make a recording's media and metadata available; returns the metadata.
+
+        ``audio`` that is a WAV file must have ``channels`` channels: a
+        dual-channel recording is a two-channel WAV.
+        """
+        layout = _pcm_layout(audio)
+        if layout is not None and layout[0] != channels:
+            raise ValueError(f"a {layout[0]}-channel WAV added as a {channels}-channel recording")
         uri = f"{API}/Accounts/{self.account_sid}/Recordings/{recording_sid}"
         now = _now()
         resource = {
@@ -277,6 +294,9 @@ class FakeTwilio(FakeHTTPServer):
             audio = self._audio.get(sid)
         if audio is None:
             return self._not_found(request)
+        query = {k: v[-1] for k, v in parse_qs(request.query).items()}
+        if query.get("RequestedChannels") != "2":
+            audio = _mono_mix_down(audio)
         mp3 = request.params.get("ext") == ".mp3"
         return Response(200, audio, [("Content-Type", "audio/mpeg" if mp3 else "audio/x-wav")])
 
@@ -312,6 +332,37 @@ class FakeTwilio(FakeHTTPServer):
                 "uri": page_uri(page),
             },
         )
+
+
+def _pcm_layout(audio: bytes) -> tuple[int, int] | None:
+    """(channels, sample width) of a WAV file; None for bytes that are no WAV."""
+    try:
+        with wave.open(io.BytesIO(audio), "rb") as wav:
+            return wav.getnchannels(), wav.getsampwidth()
+    except (wave.Error, EOFError):
+        return None
+
+
+def _mono_mix_down(audio: bytes) -> bytes:
+    """A two-channel 16-bit WAV as one channel, each frame the mean of its two
+    samples; anything else unchanged."""
+    if _pcm_layout(audio) != (2, 2):
+        return audio
+    with wave.open(io.BytesIO(audio), "rb") as stereo:
+        rate = stereo.getframerate()
+        samples = array("h", stereo.readframes(stereo.getnframes()))
+    if sys.byteorder == "big":
+        samples.byteswap()  # WAV is little-endian
+    mono = array("h", ((left + right) // 2 for left, right in zip(samples[::2], samples[1::2], strict=True)))
+    if sys.byteorder == "big":
+        mono.byteswap()
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(mono.tobytes())
+    return out.getvalue()
 
 
 _REASONS = {

@@ -18,6 +18,8 @@ from sqlalchemy import select
 from app import worker
 from app.config import WEBHOOK_HEADER_NAME
 from app.models import Call, Recording, Transcript, UTCDateTime, db
+from tests.fakes import audio
+from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import call_sid, call_status_form, post_twilio, recording_form, recording_sid
 from tests.helpers import run_jobs as run_queued_jobs
@@ -29,8 +31,15 @@ TIME_COLUMNS = {
 }
 
 
-def audio_for(n: int) -> bytes:
-    return b"RIFF" + n.to_bytes(4, "little") + b"WAVEfmt " + bytes([n % 251]) * 2048
+def audio_for(n: int, channels: int = 1) -> bytes:
+    """Recording n's WAV file, distinct bytes per recording."""
+    return audio.wav(n.to_bytes(4, "little") + bytes([n % 251]) * 2048, channels=channels)
+
+
+def channels_uploaded(assemblyai_api: FakeAssemblyAI, submission: dict[str, Any]) -> int:
+    """How many channels the WAV file behind a submitted transcript has."""
+    (upload,) = [u for u in assemblyai_api.uploads if u["upload_url"] == submission["audio_url"]]
+    return audio.channel_count(upload["data"])
 
 
 def time_passes(app: Flask, seconds: float) -> None:
@@ -80,7 +89,7 @@ def call_completes(client: FlaskClient, n: int, *, duration: int = 7) -> None:
 
 
 def recording_arrives(client: FlaskClient, twilio_api: FakeTwilio, n: int, *, channels: int = 1) -> Any:
-    twilio_api.add_recording(recording_sid(n), audio_for(n), call_sid(n), channels=channels)
+    twilio_api.add_recording(recording_sid(n), audio_for(n, channels), call_sid(n), channels=channels)
     form = recording_form(call_sid(n), recording_sid(n), RecordingChannels=str(channels))
     return post_twilio(client, "/twilio/recording-status", form)
 

@@ -24,6 +24,7 @@ from tests.reliability.inprocess import (
     assemblyai_calls_back,
     audio_for,
     call_completes,
+    channels_uploaded,
     reconcile,
     recording_arrives,
     recording_id_of,
@@ -75,7 +76,7 @@ def test_lost_twilio_recording_callback_is_recovered_from_the_rest_api(
 ) -> None:
     client = app.test_client()
     call_completes(client, 1)
-    twilio_api.add_recording(recording_sid(1), audio_for(1), call_sid(1), channels=2, source="DialVerb")
+    twilio_api.add_recording(recording_sid(1), audio_for(1, 2), call_sid(1), channels=2, source="DialVerb")
     # ...and the recording-status callback never arrives.
     assert reconcile(app)["recover"] == 0, "too early: Twilio may still call back"
     time_passes(app, INTERVAL + 1)
@@ -91,6 +92,7 @@ def test_lost_twilio_recording_callback_is_recovered_from_the_rest_api(
     assert recording.stage == Stage.SUBMITTED
     (submission,) = assemblyai_api.submissions
     assert submission["multichannel"] is True
+    assert channels_uploaded(assemblyai_api, submission) == 2, "AssemblyAI got a mono mix-down"
     (listing,) = twilio_api.requests_of("recordings_list")
     assert listing.path.endswith(f"/Calls/{call_sid(1)}/Recordings.json")
     time_passes(app, INTERVAL + 1)

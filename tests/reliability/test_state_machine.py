@@ -43,6 +43,7 @@ from tests.helpers import (
 from tests.reliability.inprocess import (
     assemblyai_calls_back,
     audio_for,
+    channels_uploaded,
     reconcile,
     recording_arrives,
     retries_fall_due,
@@ -78,7 +79,7 @@ class PipelineUnderFire(RuleBasedStateMachine):
         self.count += 1
         self.channels[self.count] = channels
         self.twilio.add_recording(
-            recording_sid(self.count), audio_for(self.count), call_sid(self.count), channels
+            recording_sid(self.count), audio_for(self.count, channels), call_sid(self.count), channels
         )
         return self.count
 
@@ -229,6 +230,11 @@ class PipelineUnderFire(RuleBasedStateMachine):
         assert sorted(t.recording_id for t in transcripts) == sorted(r.id for r in recordings)
         assert {t.status for t in transcripts} <= {"completed"}
         assert len(self.assemblyai.submissions) == self.count
+        # AssemblyAI got each recording with all its channels, not Twilio's mono mix-down.
+        by_id = {r.id: r.channels for r in recordings}
+        for body in self.assemblyai.submissions:
+            recording_id = int(body["webhook_url"].rsplit("=", 1)[1])
+            assert channels_uploaded(self.assemblyai, body) == by_id[recording_id], body
         self.nothing_is_submitted_twice()
 
     def _all_transcribed(self) -> bool:
