@@ -502,7 +502,10 @@ def test_dashboard_shows_both_transcripts_after_login(run: Run, service: Service
 def test_browser_logs_in_and_reads_the_forwarded_call(run: Run, service: Service, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         unavailable(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; make test does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError as missing:
+        unavailable(f"Playwright is not installed ({missing}; pip install -r tests/requirements.txt)")
     expect = sync_api.expect
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
