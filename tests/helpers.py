@@ -27,14 +27,14 @@ from twilio.request_validator import RequestValidator
 from app.config import Settings
 from app.models import db
 from tests.fakes.assemblyai_api import FakeAssemblyAI
-from tests.fakes.twilio_api import FakeTwilio
+from tests.fakes.twilio_api import DEFAULT_PHONE_NUMBER, FakeTwilio
 from tests.skips import unavailable
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-twilio-auth-token-5f2b9c"
 ASSEMBLYAI_KEY = "test-assemblyai-key-8d41e0"
 BASE_URL = "https://callscribe.example"
-TWILIO_NUMBER = "+14155550100"
+TWILIO_NUMBER = DEFAULT_PHONE_NUMBER  # the number the fake Twilio account owns
 ADMIN_PASSWORD = "test-admin-password-7c1d"
 SECRET_KEY = "test-secret-key-1b6f0e3a9d"
 

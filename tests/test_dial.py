@@ -7,6 +7,7 @@ reached it, and what was stored.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app.models import Call, db
+from app.models import Call, DialAttempt, db
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, BASE_URL, TWILIO_NUMBER, login
 
@@ -26,6 +27,13 @@ CALLEE = "+14155550199"
 def calls_in(app: Flask) -> list[Call]:
     with app.app_context():
         rows = db.session.scalars(select(Call)).all()
+        db.session.expunge_all()
+        return list(rows)
+
+
+def dial_attempts(app: Flask) -> list[DialAttempt]:
+    with app.app_context():
+        rows = db.session.scalars(select(DialAttempt).order_by(DialAttempt.id)).all()
         db.session.expunge_all()
         return list(rows)
 
@@ -201,6 +209,49 @@ def test_twilio_refusal_shows_no_traceback_url_or_credentials(
     assert "Invalid 'To' Phone Number" in text
     for leak in ("Traceback", AUTH_TOKEN, twilio_api.base_url, "/Accounts/", "Calls.json"):
         assert leak not in text
+
+
+def test_twilio_refusing_a_blocked_destination_says_so(
+    app: Flask, admin: FlaskClient, twilio_api: FakeTwilio
+) -> None:
+    """Twilio's geo permissions can refuse what our own policy allows: 21215."""
+    twilio_api.block_destinations("+1415555")
+    response = admin.post("/dial", json={"to": CALLEE})
+    assert response.status_code == 502
+    assert response.get_json() == {
+        # "Unable to create record:" is how the twilio library words a refused create.
+        "error": "Twilio refused the call: Unable to create record: "
+        f"Account not authorized to call {CALLEE}. "
+        "Perhaps you need to enable some international permissions. (error 21215)"
+    }
+    assert twilio_api.calls == {} and calls_in(app) == []
+    (attempt,) = dial_attempts(app)
+    assert (attempt.outcome, attempt.to_number) == ("failed", CALLEE)
+    assert attempt.reason is not None and "(error 21215)" in attempt.reason
+
+
+def test_twilio_refusing_our_caller_id_shows_on_the_dashboard(
+    make_app: Callable[..., Flask], twilio_api: FakeTwilio
+) -> None:
+    """A TWILIO_PHONE_NUMBER the account neither owns nor verified: 21210."""
+    app = make_app(TWILIO_PHONE_NUMBER="+14155550111")
+    client = app.test_client()
+    assert login(client).status_code == 302
+    response = client.post("/dial", data={"to": CALLEE})
+    assert response.status_code == 502
+    assert response.mimetype == "text/html"
+    (flashed,) = re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page_text(response))
+    assert flashed.startswith(
+        "Twilio refused the call: Unable to create record: The source phone number provided, +14155550111, "
+        "is not yet verified for your account."
+    )
+    assert flashed.endswith("(error 21210)")
+    assert twilio_api.calls == {} and calls_in(app) == []
+    twilio_api.verify_caller_id("+14155550111")
+    placed = client.post("/dial", data={"to": CALLEE})
+    assert placed.status_code == 302
+    (sid,) = twilio_api.calls
+    assert twilio_api.calls[sid]["from"] == "+14155550111"
 
 
 # -- not configured ------------------------------------------------------------------------

@@ -31,10 +31,13 @@ from tests.fakes import (
 )
 from tests.fakes.audio import wav as make_wav
 from tests.fakes.openapi import load_spec, spec_or_skip
+from tests.fakes.twilio_api import DEFAULT_PHONE_NUMBER
 
 SID, TOKEN, KEY = "AC" + "0" * 32, "secret-token", "aai-key"
 T = 2.0  # client timeout: nothing here may hang
 SPEECH = ["universal-3-pro", "universal-2"]
+OWN_NUMBER = DEFAULT_PHONE_NUMBER  # what the fake account owns unless told otherwise
+CALLEE = "+15550001111"
 
 
 @pytest.fixture
@@ -123,7 +126,7 @@ def test_twilio_requires_basic_auth_for_its_own_account(twilio: FakeTwilio) -> N
 def test_twilio_library_creates_call_with_repeated_params(twilio: FakeTwilio) -> None:
     call = twilio_client(twilio).calls.create(
         to="+15550001111",
-        from_="+15550002222",
+        from_=OWN_NUMBER,
         url="https://callscribe.example/twiml",
         record=True,
         recording_channels="dual",
@@ -134,7 +137,7 @@ def test_twilio_library_creates_call_with_repeated_params(twilio: FakeTwilio) ->
     sent = twilio.calls_created[0]
     assert sent["StatusCallbackEvent"] == ["initiated", "completed"]
     assert sent["RecordingChannels"] == ["dual"] and sent["To"] == ["+15550001111"]
-    missing_url = {"To": "+15550001111", "From": "+15550002222"}
+    missing_url = {"To": "+15550001111", "From": OWN_NUMBER}
     r = requests.post(
         f"{twilio.base_url}/2010-04-01/Accounts/{SID}/Calls.json",
         data=missing_url,
@@ -148,9 +151,70 @@ def test_twilio_fail_next_call_create_reaches_the_library(twilio: FakeTwilio) ->
     twilio.fail_next_call_create()
     client = twilio_client(twilio)
     with pytest.raises(TwilioRestException) as err:
-        client.calls.create(to="+1", from_="+15550002222", twiml="<Response/>")
+        client.calls.create(to="+15550001111", from_=OWN_NUMBER, twiml="<Response/>")
     assert err.value.status == 400 and err.value.code == 21211
-    assert client.calls.create(to="+15550001111", from_="+1555", twiml="<Response/>").sid
+    assert client.calls.create(to="+15550001111", from_=OWN_NUMBER, twiml="<Response/>").sid
+
+
+@pytest.mark.parametrize(
+    ("to", "from_", "code", "message"),
+    [
+        pytest.param("5550001111", OWN_NUMBER, 21211, "Invalid 'To' Phone Number: 555", id="to-no-plus"),
+        pytest.param("+1", OWN_NUMBER, 21211, "Invalid 'To' Phone Number: +1", id="to-too-short"),
+        pytest.param("+0123456789", OWN_NUMBER, 21211, "Invalid 'To'", id="to-leading-zero"),
+        pytest.param("+1" + "5" * 15, OWN_NUMBER, 21211, "Invalid 'To'", id="to-too-long"),
+        pytest.param(CALLEE, "4155550100", 21212, "Invalid 'From' Phone Number: 415", id="from-no-plus"),
+        pytest.param(CALLEE, "Anonymous", 21212, "Invalid 'From'", id="from-word"),
+        pytest.param(CALLEE, "+15550002222", 21210, "+15550002222, is not yet verified", id="not-ours"),
+    ],
+)
+def test_twilio_refuses_numbers_it_cannot_call(
+    twilio: FakeTwilio, to: str, from_: str, code: int, message: str
+) -> None:
+    with pytest.raises(TwilioRestException) as err:
+        twilio_client(twilio).calls.create(to=to, from_=from_, twiml="<Response/>")
+    assert (err.value.status, err.value.code) == (400, code)
+    assert message in err.value.msg
+    assert twilio.calls == {}
+
+
+def test_twilio_error_body_is_twilios() -> None:
+    with FakeTwilio(SID, TOKEN, phone_numbers=("+442071838750",)) as fake:
+        answer = requests.post(
+            f"{fake.base_url}/2010-04-01/Accounts/{SID}/Calls.json",
+            data={"To": CALLEE, "From": OWN_NUMBER, "Url": "https://callscribe.example/twiml"},
+            auth=(SID, TOKEN),
+            timeout=T,
+        )
+        assert answer.status_code == 400
+        body = answer.json()
+        assert (body["code"], body["status"]) == (21210, 400)
+        assert body["more_info"] == "https://www.twilio.com/docs/errors/21210"
+        bought = twilio_client(fake).calls.create(to=CALLEE, from_="+442071838750", twiml="<Response/>")
+        assert bought.sid
+
+
+def test_twilio_calls_from_verified_caller_ids_and_to_clients(twilio: FakeTwilio) -> None:
+    client = twilio_client(twilio)
+    with pytest.raises(TwilioRestException) as err:
+        client.calls.create(to=CALLEE, from_="+15550002222", twiml="<Response/>")
+    assert err.value.code == 21210
+    twilio.verify_caller_id("+15550002222")
+    assert client.calls.create(to=CALLEE, from_="+15550002222", twiml="<Response/>").sid
+    for to in ("client:alice", "sip:alice@example.com"):
+        assert client.calls.create(to=to, from_=OWN_NUMBER, twiml="<Response/>").sid
+
+
+def test_twilio_refuses_blocked_destinations(twilio: FakeTwilio) -> None:
+    client = twilio_client(twilio)
+    twilio.block_destinations("+44", "+15550009999")
+    for to in ("+447700900123", "+15550009999"):
+        with pytest.raises(TwilioRestException) as err:
+            client.calls.create(to=to, from_=OWN_NUMBER, twiml="<Response/>")
+        assert (err.value.status, err.value.code) == (400, 21215)
+        assert f"Account not authorized to call {to}" in err.value.msg
+    assert twilio.calls == {}
+    assert client.calls.create(to="+15550009998", from_=OWN_NUMBER, twiml="<Response/>").sid
 
 
 def test_twilio_serves_media_and_lists_call_recordings(twilio: FakeTwilio) -> None:

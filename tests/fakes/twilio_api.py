@@ -51,6 +51,13 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
+# The number the fake account owns unless told otherwise: the tests' TWILIO_PHONE_NUMBER.
+DEFAULT_PHONE_NUMBER = "+14155550100"
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# Besides phone numbers, Twilio calls Client identities and SIP addresses.
+_OTHER_DESTINATIONS = ("client:", "sip:")
+
+
 def make_sid(prefix: str) -> str:
     """A Twilio-shaped SID: two-letter prefix plus 32 lowercase hex digits."""
     return prefix + secrets.token_hex(16)
@@ -74,7 +81,16 @@ def twilio_error(status: int, code: int, message: str) -> Response:
 
 
 class FakeTwilio(FakeHTTPServer):
-    """Twilio REST API fake: calls.create, call recordings, recording media."""
+    """Twilio REST API fake: calls.create, call recordings, recording media.
+
+    calls.create checks its numbers as Twilio does, each refusal a 400 with
+    Twilio's code, in this order: ``To`` must be E.164 (or ``client:`` /
+    ``sip:``), else 21211; ``From`` must be E.164, else 21212; ``From`` must
+    be one of the account's ``phone_numbers`` or a caller id a test verified
+    with ``verify_caller_id``, else 21210; ``To`` must not start with a
+    prefix a test blocked with ``block_destinations`` (Twilio's geo
+    permissions), else 21215.
+    """
 
     kinds = frozenset({"calls_create", "call_fetch", "recordings_list", "recording", "media"})
 
@@ -84,10 +100,15 @@ class FakeTwilio(FakeHTTPServer):
         auth_token: str,
         *,
         api_keys: dict[str, str] | None = None,
+        phone_numbers: tuple[str, ...] = (DEFAULT_PHONE_NUMBER,),
     ) -> None:
         super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
+        # Numbers bought on the account, and other numbers verified as caller ids.
+        self.phone_numbers = set(phone_numbers)
+        self.verified_caller_ids: set[str] = set()
+        self.blocked_destinations: set[str] = set()
         # API key SID -> secret; Twilio accepts these instead of the token.
         self.api_keys = dict(api_keys or {})
         self.calls_created: list[dict[str, list[str]]] = []
@@ -170,6 +191,17 @@ class FakeTwilio(FakeHTTPServer):
         """Reject the next calls.create the way Twilio rejects a bad number."""
         self._fail("calls_create", twilio_error(status, code, message), 1)
 
+    def verify_caller_id(self, number: str) -> None:
+        """Let calls come from ``number`` without buying it, as a verified caller id."""
+        with self.lock:
+            self.verified_caller_ids.add(number)
+
+    def block_destinations(self, *prefixes: str) -> None:
+        """Refuse calls to numbers starting with any of ``prefixes`` (a whole number
+        blocks itself): what Twilio's geo permissions do to a country or range."""
+        with self.lock:
+            self.blocked_destinations.update(prefixes)
+
     def truncate_next_media(self, times: int = 1) -> None:
         """Announce the full Content-Length, send half the audio, hang up."""
         self._queue("media", Fault("truncate", times))
@@ -233,6 +265,9 @@ class FakeTwilio(FakeHTTPServer):
                 21205,
                 "Either a 'Url', 'Twiml' or 'ApplicationSid' parameter is required",
             )
+        refused = self._refuse_numbers(first("To") or "", first("From") or "")
+        if refused is not None:
+            return refused
         sid = make_sid("CA")
         now = _now()
         uri = f"{API}/Accounts/{self.account_sid}/Calls/{sid}"
@@ -277,6 +312,31 @@ class FakeTwilio(FakeHTTPServer):
         with self.lock:
             self.calls[sid] = call
         return Response.json(201, call)
+
+    def _refuse_numbers(self, to: str, from_: str) -> Response | None:
+        """Twilio's answer to numbers it will not call, or None when it will."""
+        if not (_E164.fullmatch(to) or to.startswith(_OTHER_DESTINATIONS)):
+            return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+        if not _E164.fullmatch(from_):
+            return twilio_error(400, 21212, f"Invalid 'From' Phone Number: {from_}")
+        with self.lock:
+            owned = from_ in self.phone_numbers or from_ in self.verified_caller_ids
+            blocked = any(to.startswith(prefix) for prefix in self.blocked_destinations)
+        if not owned:
+            return twilio_error(
+                400,
+                21210,
+                f"The source phone number provided, {from_}, is not yet verified for your account. "
+                "You may only make calls from phone numbers that you've verified or purchased from Twilio.",
+            )
+        if blocked:
+            return twilio_error(
+                400,
+                21215,
+                f"Account not authorized to call {to}. "
+                "Perhaps you need to enable some international permissions.",
+            )
+        return None
 
     def _on_call_fetch(self, request: RecordedRequest) -> Response:
         with self.lock:
