@@ -448,6 +448,76 @@ def test_retrying_a_failed_recording_submits_it_again(
     assert calls.recording(1).stage == "submitted"
 
 
+def transcript_ids(app: Flask, recording_id: int) -> list[str]:
+    with app.app_context():
+        query = select(Transcript.transcript_id).where(Transcript.recording_id == recording_id)
+        return list(db.session.scalars(query))
+
+
+def assemblyai_calls_back(calls: Calls, recording_id: int, transcript_id: str) -> None:
+    response = calls.client.post(
+        f"/assemblyai/webhook?recording={recording_id}",
+        json={"transcript_id": transcript_id, "status": "completed"},
+        headers={WEBHOOK_HEADER_NAME: calls.app.extensions["settings"].webhook_secret},
+    )
+    assert response.status_code == 200
+    run_jobs(calls.app)
+
+
+def test_retrying_a_transcript_assemblyai_failed_submits_the_audio_anew(
+    app: Flask, calls: Calls, assemblyai_api: FakeAssemblyAI, admin: FlaskClient
+) -> None:
+    """AssemblyAI's error is final for that transcript: a retry pays for a new one."""
+    recording_id = calls.recorded(1)
+    (first_id,) = transcript_ids(app, recording_id)
+    assemblyai_api.fail(first_id, error="Transcoding failed.")
+    assemblyai_calls_back(calls, recording_id, first_id)
+    assert calls.recording(1).stage == "failed"
+    assert "Transcription failed" in page(admin.get(f"/calls/{call_sid(1)}")).text
+
+    response = admin.post(f"/recordings/{recording_id}/retry")
+    assert response.status_code == 302
+    assert (calls.recording(1).stage, transcript_ids(app, recording_id)) == ("delivered", [])
+    run_jobs(app)
+
+    first, second = assemblyai_api.submissions
+    assert second == first, "the same audio and options, submitted anew"
+    assert len(assemblyai_api.uploads) == 1, "the upload is kept"
+    (second_id,) = transcript_ids(app, recording_id)
+    assert second_id != first_id and second_id in assemblyai_api.jobs
+    assert calls.recording(1).stage == "submitted"
+    assemblyai_api.complete(second_id, text="Second time lucky.")
+    assemblyai_calls_back(calls, recording_id, second_id)
+    assert calls.recording(1).stage == "transcribed"
+    assert "Second time lucky." in page(admin.get(f"/calls/{call_sid(1)}")).text
+
+
+def test_retrying_a_failed_fetch_fetches_again_without_resubmitting(
+    make_app: Callable[..., Flask], twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> None:
+    """Only our reading failed; AssemblyAI still has the transcript, so it is not paid for twice."""
+    app = make_app(JOB_MAX_ATTEMPTS="1")  # the first failed fetch gives up
+    calls = Calls(app, app.test_client(), twilio_api, assemblyai_api)
+    recording_id = calls.recorded(1)
+    (transcript_id,) = transcript_ids(app, recording_id)
+    assemblyai_api.complete(transcript_id, text="Kept by AssemblyAI.")
+    assemblyai_api.fail_next("fetch", status=500)
+    assemblyai_calls_back(calls, recording_id, transcript_id)
+    assert calls.recording(1).stage == "failed"
+
+    admin = app.test_client()
+    assert login(admin).status_code == 302
+    assert admin.post(f"/recordings/{recording_id}/retry").status_code == 302
+    assert calls.recording(1).stage == "submitted"
+    run_jobs(app)
+
+    assert assemblyai_api.fetches(transcript_id) == 2
+    assert len(assemblyai_api.submissions) == 1
+    assert transcript_ids(app, recording_id) == [transcript_id]
+    assert calls.recording(1).stage == "transcribed"
+    assert "Kept by AssemblyAI." in page(admin.get(f"/calls/{call_sid(1)}")).text
+
+
 def test_retry_needs_a_login(calls: Calls, assemblyai_api: FakeAssemblyAI, client: FlaskClient) -> None:
     recording_id = a_failed_recording(calls, assemblyai_api)
     response = client.post(f"/recordings/{recording_id}/retry")
