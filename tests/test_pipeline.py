@@ -190,6 +190,30 @@ def test_two_channel_recording_is_submitted_multichannel(
     ]
 
 
+def test_language_auto_asks_assemblyai_to_detect_the_language(
+    make_app: Callable[..., Flask], twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> None:
+    app = make_app(ASSEMBLYAI_LANGUAGE="auto")
+    recording_completed(app.test_client(), twilio_api)
+    run_jobs(app)
+    (submission,) = assemblyai_api.submissions
+    assert transcript_params_errors(submission) == []
+    assert submission["language_detection"] is True
+    assert "language_code" not in submission
+
+
+def test_a_language_code_is_sent_as_given(
+    make_app: Callable[..., Flask], twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> None:
+    app = make_app(ASSEMBLYAI_LANGUAGE="de")
+    recording_completed(app.test_client(), twilio_api)
+    run_jobs(app)
+    (submission,) = assemblyai_api.submissions
+    assert transcript_params_errors(submission) == []
+    assert submission["language_code"] == "de"
+    assert "language_detection" not in submission
+
+
 def test_url_delivery_hands_over_the_media_url_without_uploading(
     make_app: Callable[..., Flask], twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
 ) -> None:
