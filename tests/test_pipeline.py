@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -35,6 +38,7 @@ from tests.helpers import (
     recording_sid,
     run_jobs,
 )
+from tests.reliability.inprocess import retries_fall_due
 
 AUDIO = wav(bytes(range(256)) * 600)  # ~150 kB of 8 kHz mono, as Twilio serves it
 # The same length in two channels that differ: a mix-down would not equal it.
@@ -421,3 +425,39 @@ def test_retry_after_a_lost_answer_finds_the_earlier_submission(
     assert row.stage == Stage.SUBMITTED
     stored = transcript(app)
     assert stored is not None and stored.transcript_id == next(iter(assemblyai_api.jobs))
+
+
+def test_the_earlier_submission_is_found_beyond_the_first_page_of_the_list(
+    app: Flask, client: FlaskClient, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> None:
+    """A busy account: 250 newer transcripts push ours onto the list's second page of 200."""
+    assemblyai_api.drop_next("submit", after_handling=True)
+    recording_completed(client, twilio_api)
+    run_jobs(app)
+    (ours,) = assemblyai_api.jobs
+
+    def someone_else_submits(n: int) -> int:
+        response = requests.post(
+            f"{assemblyai_api.base_url}/v2/transcript",
+            json={"audio_url": f"https://media.example/other-{n}.wav", "speech_models": ["universal-2"]},
+            headers={"authorization": ASSEMBLYAI_KEY},
+            timeout=10,
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # each answer takes the fake ~40 ms
+        assert set(pool.map(someone_else_submits, range(250))) == {200}
+
+    retries_fall_due(app)
+
+    upload_url = recording(app).upload_url
+    assert [s for s in assemblyai_api.submissions if s["audio_url"] == upload_url] == [
+        assemblyai_api.jobs[ours].params
+    ], "submitted once, not twice"
+    first_page, second_page = assemblyai_api.requests_of("list")
+    assert parse_qs(first_page.query) == {"limit": ["200"]}
+    oldest_on_first_page = sorted(assemblyai_api.jobs.values(), key=lambda j: j.seq)[-200].id
+    assert parse_qs(second_page.query) == {"limit": ["200"], "before_id": [oldest_on_first_page]}
+    assert recording(app).stage == Stage.SUBMITTED
+    stored = transcript(app)
+    assert stored is not None and stored.transcript_id == ours
