@@ -8,6 +8,7 @@ what they repeat.
 from __future__ import annotations
 
 import itertools
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -121,6 +122,51 @@ def test_recording_still_processing_at_twilio_is_looked_up_again(
     run_jobs(app)
     assert rows(app, Recording) == []
     assert reconcile(app)["recover"] == 1, "not marked as checked while Twilio still works on it"
+
+
+def calls_checked_by_reconcile(app: Flask) -> int:
+    """Run ``flask reconcile`` as an operator would; returns how many calls it sent to be checked."""
+    result = app.test_cli_runner().invoke(args=["reconcile"])
+    assert result.exit_code == 0, result.output
+    counted = re.search(r"(\d+) calls to check", result.output)
+    assert counted, result.output
+    return int(counted.group(1))
+
+
+def test_a_failed_listing_of_recordings_is_tried_again_next_round(
+    app: Flask, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> None:
+    call_completes(app.test_client(), 1)
+    twilio_api.add_recording(recording_sid(1), audio_for(1), call_sid(1))
+    twilio_api.fail_next("recordings_list", status=500)
+    time_passes(app, INTERVAL + 1)
+    assert calls_checked_by_reconcile(app) == 1
+    run_jobs(app)
+    assert rows(app, Recording) == []
+    assert rows(app, Call)[0].recordings_checked_at is None, "a 500 may pass: not checked yet"
+
+    assert calls_checked_by_reconcile(app) == 1
+    run_jobs(app)
+    (recording,) = rows(app, Recording)
+    assert recording.recording_sid == recording_sid(1)
+    assert recording.stage == Stage.SUBMITTED
+    assert len(twilio_api.requests_of("recordings_list")) == 2
+    assert rows(app, Call)[0].recordings_checked_at is not None
+
+
+def test_a_listing_twilio_answers_404_marks_the_call_checked_and_invents_no_recording(
+    app: Flask, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> None:
+    call_completes(app.test_client(), 1)
+    twilio_api.fail_next("recordings_list", status=404)
+    time_passes(app, INTERVAL + 1)
+    assert calls_checked_by_reconcile(app) == 1
+    run_jobs(app)
+    assert rows(app, Recording) == []
+    assert rows(app, Call)[0].recordings_checked_at is not None
+    assert calls_checked_by_reconcile(app) == 0, "asking again would only get the same 404"
+    assert len(twilio_api.requests_of("recordings_list")) == 1
+    assert assemblyai_api.requests == []
 
 
 @pytest.mark.parametrize("times", [2, 10])
