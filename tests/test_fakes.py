@@ -439,6 +439,9 @@ def test_assemblyai_fault_injection(aai: FakeAssemblyAI) -> None:
     aai.fail_next("submit", retry_after=7)
     r = requests.post(url, json=body, headers=headers, timeout=T)
     assert (r.status_code, r.headers["Retry-After"]) == (429, "7")
+    aai.fail_next("submit", retry_after="Wed, 21 Oct 2026 07:28:00 GMT")
+    r = requests.post(url, json=body, headers=headers, timeout=T)
+    assert (r.status_code, r.headers["Retry-After"]) == (429, "Wed, 21 Oct 2026 07:28:00 GMT")
     aai.drop_next("submit", after_handling=True)  # request lands, reply is lost
     with pytest.raises(requests.ConnectionError):
         requests.post(url, json=body, headers=headers, timeout=T)

@@ -175,10 +175,14 @@ class FakeAssemblyAI(FakeHTTPServer):
         kind: str,
         status: int | None = None,
         times: int = 1,
-        retry_after: int | None = None,
+        retry_after: int | str | None = None,
         body: Any = None,
     ) -> None:
-        """Error the next `times` requests of kind; status defaults to 500, or 429 with retry_after."""
+        """Error the next `times` requests of kind; status defaults to 500, or 429 with retry_after.
+
+        ``retry_after`` is sent as the Retry-After header: seconds, or a
+        string sent verbatim (an HTTP date, or something malformed).
+        """
         status = status or (429 if retry_after is not None else 500)
         headers = [("Retry-After", str(retry_after))] if retry_after is not None else []
         if body is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from email.utils import format_datetime
 
 import pytest
 from flask import Flask
@@ -97,6 +98,23 @@ def test_retry_after_is_honoured(app: Flask, twilio_api: FakeTwilio, assemblyai_
     assert recording.next_attempt_at is not None
     assert recording.next_attempt_at >= before + timedelta(seconds=120)
     assert "429" in (recording.last_error or "")
+
+
+def test_retry_after_as_an_http_date_is_honoured(
+    app: Flask, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI
+) -> None:
+    """RFC 7231 allows Retry-After as an IMF-fixdate; the next attempt waits until then."""
+    not_before = (utcnow() + timedelta(minutes=10)).replace(microsecond=0)
+    assemblyai_api.fail_next("submit", status=429, retry_after=format_datetime(not_before, usegmt=True))
+    recording_arrives(app.test_client(), twilio_api, 1)
+    run_jobs(app)
+    (recording,) = rows(app, Recording)
+    assert recording.attempts == 1
+    assert recording.next_attempt_at is not None
+    assert recording.next_attempt_at >= not_before
+    assert recording.next_attempt_at < not_before + timedelta(minutes=1), "waits for the date, not longer"
+    assert "429" in (recording.last_error or "")
+    assert assemblyai_api.submissions == []
 
 
 @pytest.mark.parametrize("fault", ["500", "404", "truncated", "drop"])
