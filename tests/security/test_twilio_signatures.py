@@ -91,6 +91,44 @@ def test_query_string_twilio_appended_is_part_of_the_signed_url(app: Flask) -> N
     assert response.status_code == 204
 
 
+# The webhook URL as configured in the Twilio console, with connection overrides.
+OVERRIDES = "#rc=3&rt=5000"
+
+
+def test_signature_over_the_url_without_its_fragment_is_accepted(app: Flask) -> None:
+    """The request Twilio makes carries no fragment: HTTP's request target never has one."""
+    form = call_status_form(call_sid(), "ringing")
+    signature = twilio_signature("https://callscribe.example/twilio/call-status", form)
+    response = app.test_client().post(
+        "/twilio/call-status", data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 204
+
+
+def test_signature_over_the_url_with_its_fragment_is_refused(app: Flask) -> None:
+    """A signature that covers the fragment cannot be checked, so it is refused.
+
+    twilio-python's ``RequestValidator.validate`` is the reference: it signs
+    the URL string it is given as is (``urlparse(...).geturl()`` keeps the
+    fragment, and only the port is added or removed), so it never strips a
+    fragment. The fragment never reaches the server, and the app rebuilds
+    the signed URL from BASE_URL, the path and the raw query string, which
+    is right only if Twilio signs the URL without its fragment. Were Twilio
+    to sign ``...#rc=3&rt=5000`` as well, every callback of a number
+    configured with overrides would be refused here, loudly (403), rather
+    than accepted on a URL the app guessed.
+    """
+    form = call_status_form(call_sid(), "ringing")
+    url = f"https://callscribe.example/twilio/call-status{OVERRIDES}"
+    assert RequestValidator(AUTH_TOKEN).validate(url, form, twilio_signature(url, form)), (
+        "the reference validator keeps the fragment in the signed URL"
+    )
+    response = app.test_client().post(
+        "/twilio/call-status", data=form, headers={"X-Twilio-Signature": twilio_signature(url, form)}
+    )
+    assert response.status_code == 403
+
+
 @pytest.mark.parametrize(
     "forged",
     [
