@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
 from app.models import DialAttempt, db
 from tests.fakes.twilio_api import FakeTwilio
@@ -111,6 +113,69 @@ def test_a_double_submitted_form_dials_once(app: Flask, twilio_api: FakeTwilio) 
     assert first.status_code == second.status_code == 302
     assert first.headers["Location"] == second.headers["Location"]
     assert len(twilio_api.calls_created) == 1
+
+
+def logged_in(app: Flask) -> FlaskClient:
+    client = app.test_client()
+    assert login(client).status_code == 302
+    return client
+
+
+def submitted_at_once(app: Flask, forms: list[dict[str, str]]) -> list[TestResponse]:
+    """Post each form from its own logged-in client, all released by one barrier."""
+    clients = [logged_in(app) for _ in forms]
+    barrier = threading.Barrier(len(forms))
+    answers: list[TestResponse | None] = [None] * len(forms)
+
+    def submit(index: int) -> None:
+        barrier.wait(timeout=10)
+        answers[index] = clients[index].post("/dial", data=forms[index])
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(forms))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert all(answer is not None for answer in answers), "a submit never finished"
+    return [answer for answer in answers if answer is not None]
+
+
+def test_the_same_form_submitted_twice_at_once_dials_once(app: Flask, twilio_api: FakeTwilio) -> None:
+    twilio_api.delay_next("calls_create", 0.5)  # the first is still at Twilio when the second lands
+    form = {"to": US_NUMBER, "request_key": "0b5e3c1d7f2a4e6b9c8d1a2f3e4b5c6d"}
+    answers = submitted_at_once(app, [form, form])
+    assert len(twilio_api.calls_created) == 1
+    (attempt,) = attempts(app)
+    assert (attempt.outcome, attempt.request_key) == ("placed", form["request_key"])
+    (sid,) = twilio_api.calls
+    placed = [a for a in answers if a.status_code == 302]
+    assert placed and all(a.headers["Location"] == f"/calls/{sid}" for a in placed)
+    others = [a for a in answers if a.status_code != 302]
+    assert all(a.status_code == 409 and "already sent" in a.get_data(as_text=True) for a in others)
+
+
+def test_two_forms_at_once_within_the_limit_both_dial(
+    make_app: Callable[..., Flask], twilio_api: FakeTwilio
+) -> None:
+    app = make_app(DIAL_PER_USER_PER_HOUR="2")
+    twilio_api.delay_next("calls_create", 0.5, times=2)
+    forms = [{"to": US_NUMBER, "request_key": key} for key in ("a" * 32, "b" * 32)]
+    answers = submitted_at_once(app, forms)
+    assert [a.status_code for a in answers] == [302, 302]
+    assert len(twilio_api.calls_created) == 2
+    assert [a.outcome for a in attempts(app)] == ["placed", "placed"]
+
+
+def test_two_forms_at_once_at_the_limit_dial_only_the_allowed_one(
+    make_app: Callable[..., Flask], twilio_api: FakeTwilio
+) -> None:
+    app = make_app(DIAL_PER_USER_PER_HOUR="1")
+    twilio_api.delay_next("calls_create", 0.5, times=2)
+    forms = [{"to": US_NUMBER, "request_key": key} for key in ("a" * 32, "b" * 32)]
+    answers = submitted_at_once(app, forms)
+    assert sorted(a.status_code for a in answers) == [302, 429]
+    assert len(twilio_api.calls_created) == 1
+    assert sorted(a.outcome for a in attempts(app)) == ["placed", "refused"]
 
 
 def test_a_repeated_idempotency_key_dials_once(app: Flask, twilio_api: FakeTwilio) -> None:
