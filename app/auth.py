@@ -149,7 +149,8 @@ def init_app(app: Flask) -> None:
 
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: never redirect a user off-site after login."""
-    if target:
+    # A control character (CR, LF, tab) is no part of a path, and would break the Location header.
+    if target and target.isprintable():
         parts = urlsplit(target)
         local = target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target
         if local and not parts.scheme and not parts.netloc:
