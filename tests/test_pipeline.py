@@ -116,6 +116,7 @@ def test_completed_recording_is_downloaded_uploaded_and_submitted(
     }
     assert row.stage == Stage.SUBMITTED
     assert row.upload_url == upload["upload_url"]
+    assert row.engine == "assemblyai", "the row says which engine took the audio"
     stored = transcript(app)
     assert stored is not None and stored.status == "queued"
     assert stored.transcript_id == next(iter(assemblyai_api.jobs))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from ..states import FINAL_TRANSCRIPT_STATUSES, TranscriptStatus
+from ..states import TranscriptStatus
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,6 @@ class TranscriptResult:
     duration: float | None = None  # seconds of audio
     model: str | None = None
     error: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINAL_TRANSCRIPT_STATUSES
 
 
 class TranscriptionEngine(Protocol):
