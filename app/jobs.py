@@ -33,9 +33,19 @@ class Jobs:
         self._tasks: dict[str, TaskWrapper] = {}
 
     def define(self, name: str, body: Callable[[int], None]) -> None:
-        """Register the body of task ``name`` (app.worker does, for each of TASKS)."""
+        """Register the body of task ``name`` (app.worker does, for each of TASKS).
+
+        Huey names a task by the module of its function: defined here, every
+        task is ``app.jobs.<name>``, the name queued messages carry, so jobs
+        waiting in a deployed queue still run after the worker is upgraded.
+        """
         assert name in TASKS, f"unknown task {name}"
-        self._tasks[name] = self.huey.task(name=name)(body)
+
+        def task(key: int) -> None:
+            body(key)
+
+        task.__doc__ = body.__doc__
+        self._tasks[name] = self.huey.task(name=name)(task)
 
     def process_recording(self, recording_id: int, *, delay: float | None = None) -> None:
         """Deliver a recording's audio to the engine and submit it."""

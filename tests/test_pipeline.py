@@ -462,3 +462,15 @@ def test_the_earlier_submission_is_found_beyond_the_first_page_of_the_list(
     assert recording(app).stage == Stage.SUBMITTED
     stored = transcript(app)
     assert stored is not None and stored.transcript_id == ours
+
+
+def test_queued_jobs_carry_the_names_a_deployed_queue_holds(
+    app: Flask, client: FlaskClient, twilio_api: FakeTwilio
+) -> None:
+    """A job already waiting in Redis or the queue file when the worker is upgraded must still run."""
+    recording_completed(client, twilio_api)
+    huey = app.extensions["jobs"].huey
+    task = huey.dequeue()
+    assert huey._registry.task_to_string(type(task)) == "app.jobs.process_recording"
+    huey.execute(task)
+    assert recording(app).stage == Stage.SUBMITTED
