@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 
-from app.config import Settings
+from app.config import WEBHOOK_HEADER_NAME, Settings
 from app.models import db
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import DEFAULT_PHONE_NUMBER, FakeTwilio
@@ -252,3 +252,16 @@ def run_jobs(app: Flask, limit: int = 50) -> int:
 
 def login(client: FlaskClient, password: str = ADMIN_PASSWORD) -> Any:
     return client.post("/login", data={"username": "admin", "password": password})
+
+
+def post_assemblyai_webhook(
+    client: FlaskClient, app: Flask, recording_id: int, transcript_id: str, secret: str | None = None
+) -> Any:
+    """POST AssemblyAI's webhook as AssemblyAI does: with the header the service asked for."""
+    if secret is None:
+        secret = app.extensions["settings"].webhook_secret
+    return client.post(
+        f"/assemblyai/webhook?recording={recording_id}",
+        json={"transcript_id": transcript_id, "status": "completed"},
+        headers={WEBHOOK_HEADER_NAME: secret},
+    )

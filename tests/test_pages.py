@@ -35,6 +35,7 @@ from tests.helpers import (
     close,
     full_env,
     login,
+    post_assemblyai_webhook,
     post_twilio,
     recording_form,
     recording_sid,
@@ -160,11 +161,7 @@ class Calls:
                 select(Transcript.transcript_id).where(Transcript.recording_id == recording_id)
             ).one()
         self.assemblyai.complete(transcript_id, text=text, utterances=utterances)
-        response = self.client.post(
-            f"/assemblyai/webhook?recording={recording_id}",
-            json={"transcript_id": transcript_id, "status": "completed"},
-            headers={WEBHOOK_HEADER_NAME: self.app.extensions["settings"].webhook_secret},
-        )
+        response = post_assemblyai_webhook(self.client, self.app, recording_id, transcript_id)
         assert response.status_code == 200
         run_jobs(self.app)
         assert self.recording(n).stage == "transcribed"
@@ -455,11 +452,7 @@ def transcript_ids(app: Flask, recording_id: int) -> list[str]:
 
 
 def assemblyai_calls_back(calls: Calls, recording_id: int, transcript_id: str) -> None:
-    response = calls.client.post(
-        f"/assemblyai/webhook?recording={recording_id}",
-        json={"transcript_id": transcript_id, "status": "completed"},
-        headers={WEBHOOK_HEADER_NAME: calls.app.extensions["settings"].webhook_secret},
-    )
+    response = post_assemblyai_webhook(calls.client, calls.app, recording_id, transcript_id)
     assert response.status_code == 200
     run_jobs(calls.app)
 

@@ -33,6 +33,7 @@ from tests.helpers import (
     AUTH_TOKEN,
     BASE_URL,
     call_sid,
+    post_assemblyai_webhook,
     post_twilio,
     recording_form,
     recording_sid,
@@ -71,19 +72,6 @@ def recording_completed(
         RecordingSource="DialVerb" if channels == 2 else "RecordVerb",
     )
     return post_twilio(client, "/twilio/recording-status", form)
-
-
-def assemblyai_webhook(
-    client: FlaskClient, app: Flask, recording_id: int, transcript_id: str, secret: str | None = None
-) -> Any:
-    if secret is None:
-        secret = app.extensions["settings"].webhook_secret
-    headers = {WEBHOOK_HEADER_NAME: secret}
-    return client.post(
-        f"/assemblyai/webhook?recording={recording_id}",
-        json={"transcript_id": transcript_id, "status": "completed"},
-        headers=headers,
-    )
 
 
 def test_completed_recording_is_downloaded_uploaded_and_submitted(
@@ -148,7 +136,7 @@ def test_webhook_fetches_and_stores_the_transcript(
     )
     row = recording(app)
 
-    response = assemblyai_webhook(client, app, row.id, transcript_id)
+    response = post_assemblyai_webhook(client, app, row.id, transcript_id)
     assert response.status_code == 200
     assert assemblyai_api.fetches(transcript_id) == 0, "fetching is the worker's job"
     run_jobs(app)
@@ -185,7 +173,7 @@ def test_two_channel_recording_is_submitted_multichannel(
         transcript_id,
         utterances=[{"channel": 1, "text": "Acme, hello."}, {"channel": 2, "text": "Hi, my order."}],
     )
-    assemblyai_webhook(client, app, recording(app).id, transcript_id)
+    post_assemblyai_webhook(client, app, recording(app).id, transcript_id)
     run_jobs(app)
     stored = transcript(app)
     assert stored is not None
@@ -263,7 +251,7 @@ def test_webhook_without_the_right_header_is_refused_and_fetches_nothing(
     recording_completed(client, twilio_api)
     run_jobs(app)
     transcript_id = next(iter(assemblyai_api.jobs))
-    response = assemblyai_webhook(client, app, recording(app).id, transcript_id, secret=secret)
+    response = post_assemblyai_webhook(client, app, recording(app).id, transcript_id, secret=secret)
     assert response.status_code == 401
     run_jobs(app)
     assert assemblyai_api.fetches(transcript_id) == 0
@@ -274,7 +262,7 @@ def test_webhook_for_a_transcript_we_never_submitted_fetches_nothing(
 ) -> None:
     recording_completed(client, twilio_api)
     run_jobs(app)
-    response = assemblyai_webhook(client, app, recording(app).id, "5551f0a8-0000-4000-8000-000000000000")
+    response = post_assemblyai_webhook(client, app, recording(app).id, "5551f0a8-0000-4000-8000-000000000000")
     assert response.status_code == 200
     assert response.get_json() == {"accepted": False}
     run_jobs(app)
@@ -296,7 +284,7 @@ def test_transcription_error_is_shown_as_a_failure(
     run_jobs(app)
     transcript_id = next(iter(assemblyai_api.jobs))
     assemblyai_api.fail(transcript_id, error="Audio duration is too short.")
-    assemblyai_webhook(client, app, recording(app).id, transcript_id)
+    post_assemblyai_webhook(client, app, recording(app).id, transcript_id)
     run_jobs(app)
     row = recording(app)
     assert row.stage == Stage.FAILED
@@ -399,7 +387,7 @@ def test_webhook_that_beats_the_submit_answer_is_matched_by_recording_id(
     transcript_id = next(iter(assemblyai_api.jobs))
     assemblyai_api.complete(transcript_id, text="Fast one.")
 
-    assert assemblyai_webhook(client, app, row.id, transcript_id).get_json() == {"accepted": True}
+    assert post_assemblyai_webhook(client, app, row.id, transcript_id).get_json() == {"accepted": True}
     run_jobs(app)
     stored = transcript(app)
     assert stored is not None and (stored.transcript_id, stored.text) == (transcript_id, "Fast one.")

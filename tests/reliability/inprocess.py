@@ -16,7 +16,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app import worker
-from app.config import WEBHOOK_HEADER_NAME
 from app.models import Call, Recording, Transcript, UTCDateTime, db
 from tests.fakes import audio
 from tests.fakes.assemblyai_api import FakeAssemblyAI
@@ -92,14 +91,6 @@ def recording_arrives(client: FlaskClient, twilio_api: FakeTwilio, n: int, *, ch
     twilio_api.add_recording(recording_sid(n), audio_for(n, channels), call_sid(n), channels=channels)
     form = recording_form(call_sid(n), recording_sid(n), RecordingChannels=str(channels))
     return post_twilio(client, "/twilio/recording-status", form)
-
-
-def assemblyai_calls_back(client: FlaskClient, app: Flask, recording_id: int, transcript_id: str) -> Any:
-    return client.post(
-        f"/assemblyai/webhook?recording={recording_id}",
-        json={"transcript_id": transcript_id, "status": "completed"},
-        headers={WEBHOOK_HEADER_NAME: app.extensions["settings"].webhook_secret},
-    )
 
 
 def rows(app: Flask, model: type) -> list[Any]:

@@ -11,7 +11,7 @@ from flask import Flask
 from app.models import db
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import call_sid, call_status_form, post_twilio
+from tests.helpers import call_sid, call_status_form, post_assemblyai_webhook, post_twilio
 from tests.reliability.inprocess import reconcile, recording_arrives, run_jobs, time_passes
 
 
@@ -30,9 +30,9 @@ def test_no_database_lock_is_held_while_a_provider_is_slow(
         run_jobs(app)
         (transcript_id,) = assemblyai_api.jobs
         assemblyai_api.complete(transcript_id, text="Slowly.")
-        from tests.reliability.inprocess import assemblyai_calls_back, recording_id_of
+        from tests.reliability.inprocess import recording_id_of
 
-        assemblyai_calls_back(client, app, recording_id_of(app, 1), transcript_id)
+        post_assemblyai_webhook(client, app, recording_id_of(app, 1), transcript_id)
     assemblyai_api.delay_next(step, 1.5)
     worker = threading.Thread(target=run_jobs, args=(app,))
     worker.start()

@@ -20,9 +20,8 @@ from app.models import Call, Recording, Transcript
 from app.states import CALL_STATUS_RANK, Stage
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import call_sid, call_status_form, post_twilio, recording_sid
+from tests.helpers import call_sid, call_status_form, post_assemblyai_webhook, post_twilio, recording_sid
 from tests.reliability.inprocess import (
-    assemblyai_calls_back,
     audio_for,
     call_completes,
     channels_uploaded,
@@ -181,7 +180,7 @@ def test_repeated_callbacks_do_everything_once(
     (transcript_id,) = assemblyai_api.jobs
     assemblyai_api.complete(transcript_id, text="Once.")
     for _ in range(times):
-        assert assemblyai_calls_back(client, app, recording_id_of(app, 1), transcript_id).status_code == 200
+        assert post_assemblyai_webhook(client, app, recording_id_of(app, 1), transcript_id).status_code == 200
     run_jobs(app)
     assert_once(app, twilio_api, assemblyai_api, calls=1)
 
@@ -211,7 +210,7 @@ def test_concurrent_duplicates_with_several_workers_do_everything_once(
         assert sorted(by_recording) == sorted(recording_id_of(app, n) for n in range(1, calls + 1))
         hooks = [(r, t) for r, t in by_recording.items() for _ in range(10)]
         answers = list(
-            pool.map(lambda rt: assemblyai_calls_back(app.test_client(), app, *rt).status_code, hooks)
+            pool.map(lambda rt: post_assemblyai_webhook(app.test_client(), app, *rt).status_code, hooks)
         )
         assert set(answers) == {200}
         list(pool.map(lambda _: run_jobs(app), range(4)))
@@ -266,7 +265,7 @@ def test_any_arrival_order_ends_transcribed(
         elif assemblyai_api.jobs:
             (transcript_id,) = assemblyai_api.jobs
             assemblyai_api.complete(transcript_id, text="Once.")
-            assemblyai_calls_back(client, app, recording_id_of(app, 1), transcript_id)
+            post_assemblyai_webhook(client, app, recording_id_of(app, 1), transcript_id)
             run_jobs(app)
     if not assemblyai_api.jobs or rows(app, Recording)[0].stage != Stage.TRANSCRIBED:
         # The webhook came before anything was submitted: AssemblyAI's own
@@ -276,7 +275,7 @@ def test_any_arrival_order_ends_transcribed(
         run_jobs(app)
         (transcript_id,) = assemblyai_api.jobs
         assemblyai_api.complete(transcript_id, text="Once.")
-        assemblyai_calls_back(client, app, recording_id_of(app, 1), transcript_id)
+        post_assemblyai_webhook(client, app, recording_id_of(app, 1), transcript_id)
         run_jobs(app)
     assert_once(app, twilio_api, assemblyai_api, calls=1)
     assert rows(app, Call)[0].status == "completed"

@@ -20,9 +20,8 @@ from app.pipeline import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, backoff_dela
 from app.states import Stage
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import recording_sid
+from tests.helpers import post_assemblyai_webhook, recording_sid
 from tests.reliability.inprocess import (
-    assemblyai_calls_back,
     recording_arrives,
     recording_id_of,
     retries_fall_due,
@@ -61,7 +60,7 @@ def transcribe_one(app: Flask, twilio_api: FakeTwilio, assemblyai_api: FakeAssem
         retries_fall_due(app)
     (transcript_id,) = assemblyai_api.jobs
     assemblyai_api.complete(transcript_id, text="Made it through.")
-    assert assemblyai_calls_back(client, app, recording_id_of(app, 1), transcript_id).status_code == 200
+    assert post_assemblyai_webhook(client, app, recording_id_of(app, 1), transcript_id).status_code == 200
     run_jobs(app)
     for _ in range(5):
         if rows(app, Recording)[0].stage == Stage.TRANSCRIBED:
@@ -168,7 +167,7 @@ def test_retry_of_a_fetch_failure_fetches_instead_of_paying_again(
     (transcript_id,) = assemblyai_api.jobs
     assemblyai_api.complete(transcript_id, text="Made it through.")
     assemblyai_api.fail_next("fetch", status=500, times=2)
-    assemblyai_calls_back(client, app, recording_id_of(app, 1), transcript_id)
+    post_assemblyai_webhook(client, app, recording_id_of(app, 1), transcript_id)
     run_jobs(app)
     retries_fall_due(app)
     assert rows(app, Recording)[0].stage == Stage.FAILED

@@ -37,11 +37,11 @@ from tests.helpers import (
     call_status_form,
     close,
     full_env,
+    post_assemblyai_webhook,
     post_twilio,
     recording_sid,
 )
 from tests.reliability.inprocess import (
-    assemblyai_calls_back,
     audio_for,
     channels_uploaded,
     reconcile,
@@ -153,7 +153,7 @@ class PipelineUnderFire(RuleBasedStateMachine):
         for recording_id, transcript_id in self._finished_transcripts(n):
             for _ in range(times):
                 assert (
-                    assemblyai_calls_back(self.client, self.app, recording_id, transcript_id).status_code
+                    post_assemblyai_webhook(self.client, self.app, recording_id, transcript_id).status_code
                     == 200
                 )
 
