@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
@@ -14,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from . import auth, callbacks, cli, clients, hardening, jobs, pages, states, webhooks, worker
+from . import access, auth, callbacks, cli, clients, hardening, jobs, pages, states, users, webhooks, worker
 from .config import NotConfigured, Settings
 from .logs import configure_logging
 from .models import db
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
     worker.init_app(app)
     register_blueprints(app)
     hardening.init_app(app)
+    access.init_app(app)
     register_error_handlers(app)
     cli.init_app(app)
     return app
@@ -46,6 +48,8 @@ def register_database(app: Flask, settings: Settings) -> None:
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # The cookie's own limit; app.auth also ends idle and old sessions.
+        PERMANENT_SESSION_LIFETIME=timedelta(days=settings.session_max_days),
         # Webhook bodies are small; a huge one is an attack, answered 413.
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
@@ -90,8 +94,11 @@ def register_blueprints(app: Flask) -> None:
     auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(users.bp)
     # Templates name states by their enums (states.Stage.FAILED), never by bare strings.
     app.jinja_env.globals["states"] = states
+    # What the current user may do decides which buttons a page shows.
+    app.jinja_env.globals.update(may=access.may, Permission=access.Permission)
 
 
 def _wants_json() -> bool:

@@ -1,17 +1,20 @@
-"""Dashboard users: hashed passwords in the database, sessions, throttled logins.
+"""Dashboard users: hashed passwords and roles in the database, sessions that end, throttled logins.
 
 The first user can come from the environment: ``admin`` with ADMIN_PASSWORD
-(or ADMIN_PASSWORD_HASH) logs in as long as no ``admin`` row exists in the
-database. ``flask users add/remove/passwd`` manage the rest.
+(or ADMIN_PASSWORD_HASH) is an admin and logs in as long as no ``admin`` row
+exists in the database. ``flask users add/remove/passwd/role`` manage the rest.
+
+A session is bound to its user's session generation (kept in the database):
+logging out, a new password, a new role or removal bumps it, which ends every
+session of that user at once. The idle and absolute limits are kept in the
+signed session itself, so a page view writes nothing to the database.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
-import secrets
-from dataclasses import dataclass
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -20,19 +23,22 @@ from flask import (
     Flask,
     Response,
     flash,
-    jsonify,
+    g,
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
-from flask_login import LoginManager, UserMixin, login_required, login_user, logout_user
+from flask_login import AnonymousUserMixin, LoginManager, current_user, login_user, logout_user
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from . import access, tokens
+from .access import Account, Role, SessionUser
 from .config import current_settings
-from .models import Attempt, User, db, utcnow
+from .models import Attempt, SessionGeneration, User, db, insert_ignore, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -49,26 +55,10 @@ FAILURES_IN_ALL = 50
 _DUMMY_HASH = generate_password_hash("never a real password")
 
 
-@dataclass(frozen=True)
-class Account:
-    username: str
-    password_hash: str
-
-
-class SessionUser(UserMixin):
-    """The logged-in user. The session id changes with the password, so that
-    changing a password ends every session opened with the old one."""
-
-    def __init__(self, account: Account) -> None:
-        self.username = account.username
-        fingerprint = hashlib.sha256(account.password_hash.encode()).hexdigest()[:16]
-        self.id = f"{account.username}|{fingerprint}"
-
-
 def find_account(username: str) -> Account | None:
     user = db.session.scalar(select(User).where(User.username == username))
     if user is not None:
-        return Account(user.username, user.password_hash)
+        return Account(user.username, user.password_hash, Role(user.role))
     settings = current_settings()
     if username == ADMIN and settings.admin_password_hash:
         return Account(ADMIN, settings.admin_password_hash)
@@ -77,6 +67,23 @@ def find_account(username: str) -> Account | None:
         digest = hmac.new(settings.secret_key.encode(), settings.admin_password.encode(), "sha256")
         return Account(ADMIN, "env$" + digest.hexdigest())
     return None
+
+
+def session_generation(username: str) -> int:
+    found = db.session.get(SessionGeneration, username)
+    return found.generation if found is not None else 0
+
+
+def end_sessions(username: str) -> None:
+    """End every session of ``username``, on every machine: bump their session generation."""
+    updated = db.session.execute(
+        update(SessionGeneration)
+        .where(SessionGeneration.username == username)
+        .values(generation=SessionGeneration.generation + 1)
+    ).rowcount
+    if not updated:
+        insert_ignore(SessionGeneration, {"username": username, "generation": 1}, "username")
+    db.session.commit()
 
 
 def password_matches(account: Account | None, password: str) -> bool:
@@ -89,47 +96,7 @@ def password_matches(account: Account | None, password: str) -> bool:
     return check_password_hash(account.password_hash, password)
 
 
-TOKEN_PREFIX = "cs_"  # noqa: S105 (a prefix that makes leaked tokens easy to spot)
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def bearer_token() -> str | None:
-    header = request.headers.get("Authorization", "")
-    return header[7:].strip() if header[:7].lower() == "bearer " else None
-
-
-def user_for_token(token: str) -> SessionUser | None:
-    user = db.session.scalar(select(User).where(User.api_token_hash == _token_hash(token)))
-    return SessionUser(Account(user.username, user.password_hash)) if user is not None else None
-
-
-@login_manager.request_loader
-def load_user_from_token(request_: object) -> SessionUser | None:
-    token = bearer_token()
-    return user_for_token(token) if token else None
-
-
-def new_api_token(username: str) -> str:
-    """A fresh token for scripts, replacing the old one."""
-    token = TOKEN_PREFIX + secrets.token_hex(24)
-    changed = db.session.execute(
-        update(User).where(User.username == username).values(api_token_hash=_token_hash(token))
-    ).rowcount
-    db.session.commit()
-    if not changed:
-        raise _no_such_user(username)
-    return token
-
-
-@login_manager.unauthorized_handler
-def unauthorized() -> Response:
-    """Scripts get a 401 they can read; people get the login page."""
-    if request.is_json or request.accept_mimetypes.best == "application/json":
-        return jsonify(error="Log in first."), 401  # type: ignore[return-value]
-    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))  # type: ignore[return-value]
+login_manager.unauthorized_handler(access.unauthorized)
 
 
 @login_manager.user_loader
@@ -138,12 +105,51 @@ def load_user(user_id: str) -> SessionUser | None:
     account = find_account(username)
     if account is None:
         return None
-    user = SessionUser(account)
+    user = SessionUser(account, generation=session_generation(username))
     return user if hmac.compare_digest(user.id, user_id) else None
+
+
+def identify() -> None:
+    """Before every request: who is asking.
+
+    With ``Authorization: Bearer`` the token alone says who, and the session
+    is ignored completely (a wrong token is nobody, never the cookie's user).
+    Otherwise the session says, while it is within its idle and absolute
+    limits.
+    """
+    if "Authorization" in request.headers:
+        g._login_user = tokens.authenticate(bearer_token()) or AnonymousUserMixin()
+        return
+    if "_user_id" not in session:
+        return
+    settings = current_settings()
+    now = int(time.time())
+    since, seen = session.get("since", 0), session.get("seen", 0)
+    if now - seen > settings.session_idle_minutes * 60 or now - since > settings.session_max_days * 86400:
+        logout_user()
+        session.clear()
+        return
+    if now - seen >= 60:  # keep the cookie quiet: the idle clock moves once a minute
+        session["seen"] = now
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else ""
+
+
+def start_session(account: Account) -> None:
+    """Log in: a fresh session (and CSRF secret), bound to the user's session generation."""
+    session.clear()
+    session.permanent = True
+    now = int(time.time())
+    session["since"] = session["seen"] = now
+    login_user(SessionUser(account, generation=session_generation(account.username)))
 
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
+    app.before_request(identify)
     app.register_blueprint(bp)
 
 
@@ -182,6 +188,7 @@ def _count_failure(username: str) -> None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@access.public
 def login() -> str | Response:
     settings = current_settings()
     if request.method == "POST":
@@ -193,7 +200,7 @@ def login() -> str | Response:
             return render_template("login.html", missing=settings.missing()), 429  # type: ignore[return-value]
         account = find_account(username)
         if password_matches(account, password) and account is not None:
-            login_user(SessionUser(account))
+            start_session(account)
             return redirect(_safe_next(request.args.get("next")))  # type: ignore[return-value]
         _count_failure(username)
         log.warning("failed login for %r", username[:40])
@@ -203,9 +210,12 @@ def login() -> str | Response:
 
 
 @bp.post("/logout")
-@login_required
+@access.requires(None)
 def logout() -> Response:
+    """End this session, and every other session of the same user."""
+    end_sessions(current_user.username)
     logout_user()
+    session.clear()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))  # type: ignore[return-value]
 
@@ -223,8 +233,8 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password)
 
 
-def add_user(username: str, password: str) -> None:
-    db.session.add(User(username=username, password_hash=hash_password(password)))
+def add_user(username: str, password: str, role: Role = Role.MEMBER) -> None:
+    db.session.add(User(username=username, password_hash=hash_password(password), role=role))
     try:
         db.session.commit()
     except IntegrityError:
@@ -242,14 +252,26 @@ def set_password(username: str, password: str) -> None:
         raise _no_such_user(username)
     user.password_hash = hash_password(password)
     db.session.commit()
+    end_sessions(username)
+
+
+def set_role(username: str, role: Role) -> None:
+    """Change a user's role; their open sessions end, so the new role holds at once."""
+    changed = db.session.execute(update(User).where(User.username == username).values(role=role)).rowcount
+    db.session.commit()
+    if not changed:
+        raise _no_such_user(username)
+    end_sessions(username)
 
 
 def remove_user(username: str) -> None:
-    removed = db.session.execute(delete(User).where(User.username == username)).rowcount
-    db.session.commit()
-    if not removed:
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
         raise _no_such_user(username)
+    db.session.delete(user)  # and its tokens
+    db.session.commit()
+    end_sessions(username)
 
 
-def usernames() -> list[str]:
-    return list(db.session.scalars(select(User.username).order_by(User.username)))
+def users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.username)))

@@ -17,7 +17,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from . import auth, pipeline, worker
+from . import auth, dialing, pipeline, tokens, worker
+from .access import Role
 from .config import NotConfigured
 from .models import Recording, db
 from .providers import ProviderError
@@ -26,7 +27,7 @@ from .states import Stage
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Errors a person at the terminal can act on: their message, exit code 1.
-EXPECTED_ERRORS = (auth.UserError, NotConfigured, ProviderError)
+EXPECTED_ERRORS = (auth.UserError, tokens.TokenError, NotConfigured, ProviderError)
 
 
 def reports_errors(command: F) -> F:
@@ -40,7 +41,7 @@ def reports_errors(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
-# Top-level commands (flask worker, flask reconcile, flask retry).
+# Top-level commands (flask worker, flask reconcile, flask retry, flask audit).
 service = AppGroup("service")
 users = AppGroup("users", help="Manage dashboard users (passwords are stored only as hashes).")
 
@@ -111,14 +112,28 @@ password_stdin = click.option(
 )
 
 
+ROLE = click.Choice([str(r) for r in Role])
+
+
 @users.command("add")
 @click.argument("username")
+@click.option("--role", type=ROLE, default=str(Role.MEMBER), show_default=True, help="What the user may do.")
 @password_stdin
 @reports_errors
-def add_user(username: str, password_stdin: bool) -> None:
-    """Add a user."""
-    auth.add_user(username, _read_password(password_stdin))
-    click.echo(f"added {username}")
+def add_user(username: str, role: str, password_stdin: bool) -> None:
+    """Add a user (admin: everything; member: read, dial, retry; viewer: read only)."""
+    auth.add_user(username, _read_password(password_stdin), Role(role))
+    click.echo(f"added {username} ({role})")
+
+
+@users.command("role")
+@click.argument("username")
+@click.argument("role", type=ROLE)
+@reports_errors
+def change_role(username: str, role: str) -> None:
+    """Change a user's role (their open sessions end)."""
+    auth.set_role(username, Role(role))
+    click.echo(f"{username} is now a {role}")
 
 
 @users.command("passwd")
@@ -142,17 +157,54 @@ def remove_user(username: str) -> None:
 
 @users.command("token")
 @click.argument("username")
+@click.option(
+    "--scope", help="Comma-separated: calls:read, calls:dial, calls:delete (default: all of the role's)."
+)
+@click.option("--expires", help="Lifetime such as 90m, 12h or 30d (default: until revoked).")
 @reports_errors
-def token(username: str) -> None:
-    """Print a new API token for scripts (Authorization: Bearer ...); the old one stops working."""
-    click.echo(auth.new_api_token(username))
+def token(username: str, scope: str | None, expires: str | None) -> None:
+    """Print a new API token for scripts (Authorization: Bearer ...); it is shown only now."""
+    issued = tokens.issue(username, scopes=scope, expires=expires)
+    click.echo(issued.token)
+    until = issued.expires_at.strftime("%Y-%m-%d %H:%M UTC") if issued.expires_at else "until revoked"
+    click.echo(f"token id {issued.id}, scopes {','.join(issued.scopes) or 'none'}, valid {until}")
+
+
+@users.command("tokens")
+@click.argument("username")
+@reports_errors
+def list_tokens(username: str) -> None:
+    """List a user's tokens: id, state, scopes, expiry, last use."""
+    for row in tokens.of_user(username):
+        click.echo(tokens.describe(row))
+
+
+@users.command("revoke")
+@click.argument("token_id", type=click.IntRange(1))
+@reports_errors
+def revoke(token_id: int) -> None:
+    """Revoke an API token at once."""
+    owner = tokens.revoke(token_id)
+    click.echo(f"revoked token {token_id} of {owner}")
 
 
 @users.command("list")
 def list_users() -> None:
-    """List the users."""
-    for username in auth.usernames():
-        click.echo(username)
+    """List the users and their roles."""
+    for user in auth.users():
+        click.echo(f"{user.username}\t{user.role}")
+
+
+@service.command("audit")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+def audit(limit: int) -> None:
+    """Print the /dial audit log, newest first: who, how, from where, which number, what came of it."""
+    for a in dialing.audit_log(limit):
+        when = a.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(
+            f"{when}\t{a.username}\t{a.auth_method or '-'}\t{a.client_address or '-'}\t"
+            f"{a.to_number}\t{a.outcome}\t{a.reason or ''}{' ' + a.call_sid if a.call_sid else ''}"
+        )
 
 
 @users.command("hash", with_appcontext=False)

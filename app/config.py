@@ -306,6 +306,12 @@ class Settings(BaseModel):
     admin_password_hash: Annotated[str | None, read(_password_hash)] = setting(
         "ADMIN_PASSWORD_HASH", None, "Or its hash from flask users hash.", hidden=True
     )
+    session_idle_minutes: WholeNumber(1, 525600) = setting(  # type: ignore[valid-type]
+        "SESSION_IDLE_MINUTES", 720, "Minutes without a page view before a session ends."
+    )
+    session_max_days: WholeNumber(1, 365) = setting(  # type: ignore[valid-type]
+        "SESSION_MAX_DAYS", 7, "Days after logging in when a session ends, however busy."
+    )
     # -- calls
     forward_to: Annotated[str | None, read(_e164)] = setting(
         "FORWARD_TO", None, "Forward inbound calls here and record both parties; voicemail when unset."

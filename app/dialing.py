@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 
-from . import callbacks, calls, clients
+from . import callbacks, calls, clients, idempotency
 from .config import current_settings, require
 from .models import Call, DialAttempt, db, utcnow
 from .providers import ProviderError
@@ -71,11 +71,48 @@ def new_request_key() -> str:
     return uuid.uuid4().hex
 
 
-def dial(to: str, *, username: str, request_key: str | None) -> Call:
+@dataclass(frozen=True)
+class Caller:
+    """Who asks to dial, for the limits and the audit trail."""
+
+    username: str
+    auth_method: str  # "session" or "token:<id>"
+    client_address: str | None
+
+
+def dial_once(to: str, caller: Caller, key: str | None) -> idempotency.Answer:
+    """/dial's answer: placed once per idempotency key (a form's, or a script's Idempotency-Key)."""
+    if not key:
+        return _answer(to, caller)
+    try:
+        claimed = idempotency.begin(caller.username, key, idempotency.fingerprint("POST /dial", to.strip()))
+    except idempotency.KeyRefused as refused:
+        return idempotency.Answer(refused.status, {"error": str(refused)})
+    if isinstance(claimed, idempotency.Answer):
+        return claimed
+    try:
+        answer = _answer(to, caller)
+    except BaseException:
+        idempotency.abandon(claimed)  # our failure: the same key may try again
+        raise
+    idempotency.finish(claimed, answer)
+    return answer
+
+
+def _answer(to: str, caller: Caller) -> idempotency.Answer:
+    try:
+        call = dial(to, caller)
+    except DialRefused as refused:
+        return idempotency.Answer(refused.status, {"error": str(refused)})
+    return idempotency.Answer(201, {"call_sid": call.call_sid, "status": call.status, "to": call.to_number})
+
+
+def dial(to: str, caller: Caller) -> Call:
     """Check, record, then place the call. Raises DialRefused with a status and a reason."""
     try:
         number = parse_e164(to)
     except InvalidNumber as error:
+        record_refusal(to, caller, str(error))
         raise DialRefused(400, str(error)) from None
     settings = current_settings()
     # A missing setting is the operator's to fix (503), before any policy applies.
@@ -83,13 +120,11 @@ def dial(to: str, *, username: str, request_key: str | None) -> Call:
     clients.twilio()
     problem = _policy_problem(number)
     if problem:
-        _record(username, number, request_key, DialOutcome.REFUSED, problem)
+        record_refusal(number, caller, problem)
         raise DialRefused(403, problem)
 
-    attempt_id = _record(username, number, request_key, DialOutcome.PENDING, None)
-    if attempt_id is None:
-        return _earlier_result(request_key)
-    over = _over_limit(attempt_id, username)
+    attempt_id = _record(number, caller, DialOutcome.PENDING, None)
+    over = _over_limit(attempt_id, caller.username)
     db.session.commit()  # no transaction stays open while Twilio answers
     if over:
         _finish(attempt_id, DialOutcome.REFUSED, over)
@@ -104,6 +139,11 @@ def dial(to: str, *, username: str, request_key: str | None) -> Call:
         raise
     _finish(attempt_id, DialOutcome.PLACED, None, call.call_sid)
     return call
+
+
+def record_refusal(to: str, caller: Caller, reason: str) -> None:
+    """An attempt refused before any call: it is on the audit trail all the same."""
+    _record(to, caller, DialOutcome.REFUSED, reason)
 
 
 def _place(number: str) -> Call:
@@ -137,25 +177,29 @@ def _policy_problem(number: str) -> str | None:
     return None
 
 
-def _record(
-    username: str, number: str, request_key: str | None, outcome: DialOutcome, reason: str | None
-) -> int | None:
-    """Write the audit row; None when this request key was used before (a double submit)."""
+def _record(number: str, caller: Caller, outcome: DialOutcome, reason: str | None) -> int:
+    """Write the audit row (committed before Twilio hears of the call)."""
     attempt = DialAttempt(
-        request_key=request_key or new_request_key(),
-        username=username,
-        to_number=number,
+        request_key=new_request_key(),
+        username=caller.username,
+        auth_method=caller.auth_method,
+        client_address=(caller.client_address or "")[:64] or None,
+        # What was asked for, cut to fit: a refused one may be no number at all.
+        to_number="".join(c for c in number if c.isprintable())[:64],
         outcome=outcome,
         reason=reason,
     )
     db.session.add(attempt)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return None
-    log.info("dial %s by %s: %s%s", number, username, outcome, f" ({reason})" if reason else "")
+    db.session.commit()
+    log.info(
+        "dial %s by %s: %s%s", attempt.to_number, caller.username, outcome, f" ({reason})" if reason else ""
+    )
     return attempt.id
+
+
+def audit_log(limit: int = 200) -> list[DialAttempt]:
+    """The newest /dial attempts, for admins."""
+    return list(db.session.scalars(select(DialAttempt).order_by(DialAttempt.id.desc()).limit(limit)))
 
 
 def _finish(attempt_id: int, outcome: DialOutcome, reason: str | None, call_sid: str | None = None) -> None:
@@ -193,13 +237,3 @@ def _over_limit(attempt_id: int, username: str) -> str | None:
     if counted(86400) > settings.dial_daily_limit:
         return f"The daily limit of {settings.dial_daily_limit} calls is reached (DIAL_DAILY_LIMIT)."
     return None
-
-
-def _earlier_result(request_key: str | None) -> Call:
-    attempt = db.session.scalar(select(DialAttempt).where(DialAttempt.request_key == request_key))
-    if attempt is not None and attempt.call_sid:
-        call = db.session.scalar(select(Call).where(Call.call_sid == attempt.call_sid))
-        if call is not None:
-            return call
-    reason = attempt.reason if attempt is not None and attempt.reason else "it is still being placed"
-    raise DialRefused(409, f"This form was already sent: {reason}")

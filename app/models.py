@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     case,
     or_,
     update,
@@ -161,10 +162,63 @@ class User(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    # SHA-256 of the user's API token for scripts; the token itself is shown once.
-    api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # admin, member or viewer (app.access.Role).
+    role: Mapped[str] = mapped_column(String(16), default="member")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True, order_by="ApiToken.id"
+    )
+
+
+class ApiToken(db.Model):
+    """A script's bearer token: only its SHA-256 is kept; limited to its scopes and its user's role."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Space-separated scopes (app.access.Scope).
+    scopes: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Written at most once a minute, not on every request.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class SessionGeneration(db.Model):
+    """A user's session generation: bumping it ends every session opened before, server-side.
+
+    Keyed by user name, so that the environment's admin, who has no row in
+    ``users``, has one too.
+    """
+
+    __tablename__ = "session_generations"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class IdempotencyKey(db.Model):
+    """A client's Idempotency-Key, scoped to its user, with the request it came with and its answer."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("username", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the request (method, path and what it asks for).
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # NULL while the first request runs; then its answer.
+    status: Mapped[int | None] = mapped_column(Integer)
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class DialAttempt(db.Model):
@@ -173,9 +227,13 @@ class DialAttempt(db.Model):
     __tablename__ = "dial_attempts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # The form's one-time key: a second submit of the same form dials nothing.
+    # Unique per attempt (a double submit is stopped by IdempotencyKey).
     request_key: Mapped[str] = mapped_column(String(64), unique=True)
     username: Mapped[str] = mapped_column(String(64), index=True)
+    # "session", or "token:<id>" for a script's API token.
+    auth_method: Mapped[str | None] = mapped_column(String(32))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    # As asked for: a refused one may be no number at all.
     to_number: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))  # pending, placed, refused, failed
     reason: Mapped[str | None] = mapped_column(Text)

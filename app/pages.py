@@ -18,12 +18,12 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import callbacks, clients, dialing, pipeline
-from .auth import login_manager
+from .access import Permission, public, requires
 from .config import current_settings
 from .models import Call, Recording, Transcript, db
 from .providers import ProviderError
@@ -47,14 +47,18 @@ def webhook_urls() -> list[tuple[str, str]]:
     ]
 
 
+def _dial_refused(reason: str) -> None:
+    """A /dial refused by role or scope is on the audit trail too."""
+    dialing.record_refusal(_requested_number(), _caller(), reason)
+
+
 @bp.get("/")
+@requires(Permission.READ, open_until_configured=True)
 def home() -> Any:
     settings = current_settings()
     if not current_user.is_authenticated:
-        if settings.missing():
-            # Nothing to protect yet, and the newcomer needs to see what to set.
-            return render_template("setup.html", missing=settings.missing(), urls=webhook_urls())
-        return login_manager.unauthorized()
+        # Nothing to protect yet, and the newcomer needs to see what to set.
+        return render_template("setup.html", missing=settings.missing(), urls=webhook_urls())
     query = (request.args.get("q") or "").strip()[:200]
     page = min(max(1, request.args.get("page", 1, type=int) or 1), 100_000)
     statement = select(Call).order_by(Call.created_at.desc(), Call.id.desc())
@@ -87,7 +91,7 @@ def home() -> Any:
 
 
 @bp.get("/calls/<call_sid>")
-@login_required
+@requires(Permission.READ)
 def call_detail(call_sid: str) -> str:
     call = db.session.scalar(select(Call).where(Call.call_sid == call_sid[:64]))
     if call is None:
@@ -100,7 +104,7 @@ def call_detail(call_sid: str) -> str:
 
 
 @bp.get("/recordings/<int:recording_id>/audio")
-@login_required
+@requires(Permission.READ)
 def recording_audio(recording_id: int) -> Response:
     """The recording, streamed through us: the browser never sees a Twilio URL or credential."""
     recording = db.session.get(Recording, recording_id)
@@ -127,7 +131,7 @@ def recording_audio(recording_id: int) -> Response:
 
 
 @bp.post("/recordings/<int:recording_id>/retry")
-@login_required
+@requires(Permission.EDIT)
 def retry_recording(recording_id: int) -> Response:
     recording = db.session.get(Recording, recording_id)
     if recording is None:
@@ -141,39 +145,40 @@ def retry_recording(recording_id: int) -> Response:
 
 
 @bp.post("/dial")
-@login_required
+@requires(Permission.DIAL, on_refusal=_dial_refused)
 def dial() -> Any:
-    """Place an outbound recorded call: the form on the page, or JSON {"to": "+1..."}."""
+    """Place an outbound recorded call: the form on the page, or JSON {"to": "+1..."}.
+
+    A form carries its own one-time key, a script an ``Idempotency-Key``
+    header: either way a repeated request is answered, not dialled again.
+    """
     wants_json = request.is_json
+    key = request.headers.get("Idempotency-Key") if wants_json else request.form.get("request_key")
+    answer = dialing.dial_once(_requested_number(), _caller(), key)
     if wants_json:
+        return jsonify(answer.body), answer.status
+    if "call_sid" in answer.body:
+        flash(f"Calling {answer.body['to']}.", "info")
+        return redirect(url_for("pages.call_detail", call_sid=answer.body["call_sid"]))
+    flash(answer.body["error"], "error")
+    return home(), answer.status
+
+
+def _requested_number() -> str:
+    if request.is_json:
         body = request.get_json(silent=True)
         to = body.get("to") if isinstance(body, dict) else None
-        key = request.headers.get("Idempotency-Key")
     else:
         to = request.form.get("to")
-        key = request.form.get("request_key")
-    try:
-        call = dialing.dial(
-            to if isinstance(to, str) else "",
-            username=current_user.username,
-            request_key=key[:64] if key else None,
-        )
-    except dialing.DialRefused as refused:
-        return _dial_failed(wants_json, refused.status, str(refused))
-    if wants_json:
-        return jsonify(call_sid=call.call_sid, status=call.status, to=call.to_number), 201
-    flash(f"Calling {call.to_number}.", "info")
-    return redirect(url_for("pages.call_detail", call_sid=call.call_sid))
+    return to if isinstance(to, str) else ""
 
 
-def _dial_failed(wants_json: bool, status: int, message: str) -> Any:
-    if wants_json:
-        return jsonify(error=message), status
-    flash(message, "error")
-    return home(), status
+def _caller() -> dialing.Caller:
+    return dialing.Caller(current_user.username, current_user.auth_method, request.remote_addr)
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> tuple[dict[str, str], int]:
     """For the platform's health check: 200 when the database answers."""
     try:

@@ -146,7 +146,10 @@ class BrowserClient(FlaskClient):
                 kwargs["data"] = {"csrf_token": self.csrf_token(), **kwargs["data"]}
             elif kwargs.get("data") is None:
                 kwargs["data"] = {"csrf_token": self.csrf_token()}
-        return super().post(*args, **kwargs)
+        response = super().post(*args, **kwargs)
+        if path.startswith(("/login", "/logout")):
+            self._token = None  # a new session has a new CSRF secret
+        return response
 
 
 def close(app: Flask) -> None:

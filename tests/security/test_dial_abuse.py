@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from app.models import DialAttempt, db
+from app.models import DialAttempt, IdempotencyKey, db
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import login
 
@@ -146,7 +146,10 @@ def test_the_same_form_submitted_twice_at_once_dials_once(app: Flask, twilio_api
     answers = submitted_at_once(app, [form, form])
     assert len(twilio_api.calls_created) == 1
     (attempt,) = attempts(app)
-    assert (attempt.outcome, attempt.request_key) == ("placed", form["request_key"])
+    assert attempt.outcome == "placed"
+    with app.app_context():
+        (key,) = db.session.scalars(select(IdempotencyKey)).all()
+        assert (key.key, key.status, key.answer["call_sid"]) == (form["request_key"], 201, attempt.call_sid)
     (sid,) = twilio_api.calls
     placed = [a for a in answers if a.status_code == 302]
     assert placed and all(a.headers["Location"] == f"/calls/{sid}" for a in placed)
