@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
     register_blueprints(app)
     hardening.init_app(app)
     access.init_app(app)
+    hardening.init_csrf(app)
     register_error_handlers(app)
     cli.init_app(app)
     return app

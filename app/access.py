@@ -152,6 +152,8 @@ def authorize() -> object | None:
         if rule.open_until_configured and current_settings().missing():
             return None
         return unauthorized()
+    if rule.needs is None and current_user.token_id is not None:
+        abort(403, "An API token opens only routes of its scopes.")
     if rule.needs is not None and not current_user.may(rule.needs):
         reason = f"{current_user.username} ({current_user.role}) may not do this: it needs {rule.needs}."
         if current_user.scopes is not None and rule.needs in ROLE_PERMISSIONS[current_user.role]:

@@ -89,4 +89,8 @@ def init_app(app: Flask) -> None:
     app.config.update(WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None)
     csrf.init_app(app)
     app.before_request(refuse_nul_characters)
+
+
+def init_csrf(app: Flask) -> None:
+    """After app.access has said who may do what: a refused request gets its 401 or 403 first."""
     app.before_request(check_csrf)
