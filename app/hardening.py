@@ -1,4 +1,8 @@
-"""What every browser-facing answer carries: security headers and cookie flags.
+"""What every browser-facing answer carries, and what every request must not carry.
+
+Answers get security headers and cookie flags. Requests are refused up
+front when they hold what no caller legitimately sends: a NUL character,
+JSON nested deeper than any real body, a browser form without its CSRF token.
 
 Behind ngrok or a PaaS router TLS ends before us; the router says so in
 ``X-Forwarded-Proto``. Only that one header is trusted, and only for what
@@ -8,7 +12,13 @@ browsers ignore over plain http). Webhook signatures never use it.
 
 from __future__ import annotations
 
+import json
+import re
+from itertools import accumulate
+from typing import Any
+
 from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest
@@ -31,6 +41,36 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "base-uri 'none'",
     ]
 )
+
+
+# Real bodies (AssemblyAI's notice, /dial's {"to": ...}) nest one or two levels.
+MAX_JSON_DEPTH = 64
+# A string, or an unclosed one running to the end: one pass, no backtracking.
+_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_nesting(text: str) -> int:
+    """How deep arrays and objects nest in ``text``, counted without parsing or recursing."""
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRINGS.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
+class ShallowJSON(DefaultJSONProvider):
+    """Flask's JSON, except that a body nested deeper than MAX_JSON_DEPTH is refused unparsed.
+
+    Python's parser recurses once per level, so ``[[[[…`` 50,000 deep raised
+    RecursionError, a 500. A ValueError instead is what ``request.get_json``
+    expects of a bad body: None with ``silent=True``, otherwise a 400.
+    """
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        # Decoded here as json.loads would, so that the depth is counted on text.
+        text = s.decode(json.detect_encoding(s), "surrogatepass") if isinstance(s, bytes) else s
+        if json_nesting(text) > MAX_JSON_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted.")
+        return super().loads(text, **kwargs)
 
 
 class SessionCookies(SecureCookieSessionInterface):
@@ -84,6 +124,7 @@ def check_csrf() -> None:
 def init_app(app: Flask) -> None:
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=1, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]
     app.session_interface = SessionCookies()
+    app.json = ShallowJSON(app)
     app.after_request(add_security_headers)
     # Tokens live as long as the session: a page left open for hours still works.
     app.config.update(WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None)
