@@ -23,6 +23,7 @@ from werkzeug.exceptions import BadRequest
 
 from . import callbacks, calls, pipeline, twiml
 from .config import current_settings
+from .numbers import row_id, whole_number
 from .providers.assemblyai import MalformedNotice, webhook_transcript_id
 from .providers.twilio import ACCOUNT_SID, CALL_SID, RECORDING_SID
 from .states import CallStatus, RecordingStatus
@@ -30,6 +31,8 @@ from .webhook_auth import assemblyai_authenticated, twilio_signed
 
 bp = Blueprint("webhooks", __name__)
 S = TypeVar("S", bound=StrEnum)
+# Durations and channel counts: nine digits always fit an INTEGER column.
+MAX_TWILIO_NUMBER = 999_999_999
 
 
 def _twiml(document: str) -> Response:
@@ -102,14 +105,14 @@ def recording_status() -> tuple[str, int]:
 @assemblyai_authenticated
 def transcript_ready() -> tuple[dict[str, object], int]:
     """AssemblyAI, when a transcript is completed or failed: fetch it in the background."""
-    recording = request.args.get("recording", "")
-    if not recording.isdigit() or len(recording) > 18:
+    recording = row_id(request.args.get("recording"))
+    if recording is None:
         raise BadRequest("The webhook URL lacks our recording id.")
     try:
         transcript_id = webhook_transcript_id(request.get_json(silent=True))
     except MalformedNotice as malformed:
         raise BadRequest(str(malformed)) from None
-    queued = pipeline.transcript_webhook(int(recording), transcript_id)
+    queued = pipeline.transcript_webhook(recording, transcript_id)
     return {"accepted": queued}, 200
 
 
@@ -166,8 +169,8 @@ def _optional(form: Mapping[str, str], name: str, limit: int = 255) -> str | Non
 
 
 def _number(form: Mapping[str, str], name: str) -> int | None:
-    value = (form.get(name) or "").strip()
-    return int(value) if value.isdigit() and len(value) < 10 else None
+    """An optional count: a malformed one is ignored, as if Twilio had left it out."""
+    return whole_number((form.get(name) or "").strip(), high=MAX_TWILIO_NUMBER)
 
 
 def _timestamp(form: Mapping[str, str], name: str) -> datetime | None:

@@ -9,16 +9,36 @@ over HTTP as an attacker would, on both storage configurations.
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.config import WEBHOOK_HEADER_NAME
-from app.models import DialAttempt, db
+from app.models import Call, DialAttempt, Recording, db
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import login
+from tests.helpers import call_sid, call_status_form, login, post_twilio, recording_form, recording_sid
 
+# Characters str.isdigit() accepts that are no ASCII digit: superscript two,
+# Arabic-Indic three, Devanagari seven, full-width five.
+LOOK_LIKE_DIGITS = ["²", "٣", "७", "５"]
 DEEP_JSON = "[" * 50_000 + "]" * 50_000
+# Beyond SQLite's 64-bit integers, and beyond PostgreSQL's 32-bit ids.
+HUGE_IDS = ["99999999999999999999999", str(2**31)]
+
+
+def stored_call(app: Flask, sid: str) -> Call:
+    with app.app_context():
+        row = db.session.scalars(select(Call).where(Call.call_sid == sid)).one()
+        db.session.expunge_all()
+        return row
+
+
+def stored_recording(app: Flask, sid: str) -> Recording:
+    with app.app_context():
+        row = db.session.scalars(select(Recording).where(Recording.recording_sid == sid)).one()
+        db.session.expunge_all()
+        return row
 
 
 def count(app: Flask, model: type) -> int:
@@ -30,6 +50,61 @@ def count(app: Flask, model: type) -> int:
 
 def webhook_headers(app: Flask) -> dict[str, str]:
     return {WEBHOOK_HEADER_NAME: app.extensions["settings"].webhook_secret}
+
+
+# -- Twilio's numeric fields: optional, so a malformed one is ignored ---------
+
+
+@pytest.mark.parametrize("digit", LOOK_LIKE_DIGITS)
+def test_a_call_duration_is_read_only_from_ascii_digits(app: Flask, client: FlaskClient, digit: str) -> None:
+    for n, duration in ((1, digit), (2, " 0042 ")):
+        form = call_status_form(call_sid(n), "completed", CallDuration=duration)
+        assert post_twilio(client, "/twilio/call-status", form).status_code == 204
+    first = stored_call(app, call_sid(1))
+    assert (first.status, first.duration) == ("completed", None)
+    assert stored_call(app, call_sid(2)).duration == 42
+
+
+@pytest.mark.parametrize("digit", LOOK_LIKE_DIGITS)
+def test_a_recording_duration_is_read_only_from_ascii_digits(
+    app: Flask, client: FlaskClient, digit: str
+) -> None:
+    for n, duration in ((1, digit), (2, " 0042 ")):
+        form = recording_form(call_sid(n), recording_sid(n), RecordingDuration=duration)
+        assert post_twilio(client, "/twilio/recording-status", form).status_code == 204
+    first = stored_recording(app, recording_sid(1))
+    assert (first.status, first.duration) == ("completed", None)
+    assert stored_recording(app, recording_sid(2)).duration == 42
+
+
+@pytest.mark.parametrize("digit", ["²", "٢", "２"])
+def test_only_an_ascii_2_makes_a_two_channel_recording(app: Flask, client: FlaskClient, digit: str) -> None:
+    for n, channels in ((1, digit), (2, "2")):
+        form = recording_form(call_sid(n), recording_sid(n), RecordingChannels=channels)
+        assert post_twilio(client, "/twilio/recording-status", form).status_code == 204
+    first = stored_recording(app, recording_sid(1))
+    assert (first.status, first.channels, first.duration) == ("completed", 1, 7)
+    assert stored_recording(app, recording_sid(2)).channels == 2
+
+
+# -- AssemblyAI's webhook: our recording id must be valid ---------------------
+
+
+@pytest.mark.parametrize("recording", [*LOOK_LIKE_DIGITS, "١", *HUGE_IDS, "9" * 18, "-1", "+1", " 1"])
+def test_a_webhook_recording_id_that_is_no_id_is_a_400(
+    app: Flask, client: FlaskClient, twilio_api: FakeTwilio, recording: str
+) -> None:
+    twilio_api.add_recording(recording_sid(), b"RIFF", call_sid())
+    post_twilio(client, "/twilio/recording-status", recording_form(call_sid(), recording_sid()))
+    assert stored_recording(app, recording_sid()).id == 1
+    response = client.post(
+        "/assemblyai/webhook",
+        query_string={"recording": recording},
+        json={"transcript_id": "5551f0a8-0000-4000-8000-000000000000", "status": "completed"},
+        headers=webhook_headers(app),
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert "recording id" in response.get_json()["error"]
 
 
 # -- JSON nested too deep -----------------------------------------------------
