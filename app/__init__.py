@@ -19,6 +19,7 @@ from . import access, auth, callbacks, cli, clients, hardening, jobs, pages, sta
 from .config import NotConfigured, Settings
 from .logs import configure_logging
 from .models import db
+from .numbers import RowIdConverter
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
@@ -92,6 +93,8 @@ def _tune_sqlite(engine: Any) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    # Before any route that names it: ids in paths are ASCII digits within range.
+    app.url_map.converters["row_id"] = RowIdConverter
     auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(webhooks.bp)

@@ -26,12 +26,14 @@ from . import callbacks, clients, dialing, pipeline
 from .access import Permission, public, requires
 from .config import current_settings
 from .models import Call, Recording, Transcript, db
+from .numbers import whole_number
 from .providers import ProviderError
 from .states import ACTIVE_STAGES, RecordingStatus, Stage
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
 PAGE_SIZE = 50
+LAST_PAGE = 100_000  # no one reads further back; the bound keeps OFFSET within any integer
 
 
 def webhook_urls() -> list[tuple[str, str]]:
@@ -60,7 +62,7 @@ def home() -> Any:
         # Nothing to protect yet, and the newcomer needs to see what to set.
         return render_template("setup.html", missing=settings.missing(), urls=webhook_urls())
     query = (request.args.get("q") or "").strip()[:200]
-    page = min(max(1, request.args.get("page", 1, type=int) or 1), 100_000)
+    page = whole_number(request.args.get("page"), low=1, high=LAST_PAGE) or 1
     statement = select(Call).order_by(Call.created_at.desc(), Call.id.desc())
     if query:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -103,7 +105,7 @@ def call_detail(call_sid: str) -> str:
     )
 
 
-@bp.get("/recordings/<int:recording_id>/audio")
+@bp.get("/recordings/<row_id:recording_id>/audio")
 @requires(Permission.READ)
 def recording_audio(recording_id: int) -> Response:
     """The recording, streamed through us: the browser never sees a Twilio URL or credential."""
@@ -130,7 +132,7 @@ def recording_audio(recording_id: int) -> Response:
     return Response(body(), mimetype="audio/wav", headers=headers)
 
 
-@bp.post("/recordings/<int:recording_id>/retry")
+@bp.post("/recordings/<row_id:recording_id>/retry")
 @requires(Permission.EDIT)
 def retry_recording(recording_id: int) -> Response:
     recording = db.session.get(Recording, recording_id)

@@ -152,3 +152,33 @@ def test_dial_json_may_nest_64_deep_and_no_deeper(client: FlaskClient, twilio_ap
     deep_enough = client.post("/dial", data=nested(64), content_type="application/json", headers=headers)
     assert deep_enough.status_code == 201, deep_enough.get_data(as_text=True)
     assert len(twilio_api.calls_created) == 1
+
+
+# -- recording ids in paths: out of range or not ASCII is no such page --------
+
+
+@pytest.mark.parametrize("recording", [*HUGE_IDS, "١", "０１"])
+def test_a_recording_path_with_no_valid_id_is_a_404(
+    app: Flask, client: FlaskClient, twilio_api: FakeTwilio, recording: str
+) -> None:
+    twilio_api.add_recording(recording_sid(), b"RIFF" + bytes(100), call_sid())
+    post_twilio(client, "/twilio/recording-status", recording_form(call_sid(), recording_sid()))
+    assert stored_recording(app, recording_sid()).id == 1
+    login(client)
+    assert client.get(f"/recordings/{recording}/audio").status_code == 404
+    assert client.post(f"/recordings/{recording}/retry").status_code == 404
+    assert twilio_api.media_downloads(recording_sid()) == 0
+
+
+# -- the dashboard's page number --------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["٣", "³", "３", "-3", "+3", "0", "100001", "9" * 30])
+def test_only_an_ascii_page_number_turns_the_page(client: FlaskClient, page: str) -> None:
+    form = call_status_form(call_sid(), "completed", From="+14155550123")
+    assert post_twilio(client, "/twilio/call-status", form).status_code == 204
+    login(client)
+    shown = client.get("/", query_string={"page": page})
+    assert shown.status_code == 200
+    assert "+14155550123" in shown.get_data(as_text=True), "the first page"
+    assert "No calls yet" in client.get("/?page=3").get_data(as_text=True)
