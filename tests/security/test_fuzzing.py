@@ -1,24 +1,41 @@
 """Hostile input on every field of every endpoint: never a 500, never a half-stored row.
 
 Unicode and NUL, huge strings, missing, duplicated and wrongly typed fields,
-and the caller ids Twilio really sends (Anonymous, client:…, sip:…).
+and the caller ids Twilio really sends (Anonymous, client:…, sip:…); digits
+of other scripts that ``str.isdigit()`` takes for numbers (², ٣, ७, full-width),
+integers beyond any column, and JSON nested thousands deep.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from flask import Flask
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.config import WEBHOOK_HEADER_NAME
-from app.models import Call, DialAttempt, Recording, Transcript, db
-from tests.helpers import ACCOUNT_SID, ADMIN_PASSWORD, BASE_URL, call_sid, recording_sid, twilio_signature
+from app.models import Call, DialAttempt, Recording, Transcript, User, db
+from app.states import CallStatus, DialOutcome, RecordingStatus
+from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import (
+    ACCOUNT_SID,
+    ADMIN_PASSWORD,
+    BASE_URL,
+    call_sid,
+    call_status_form,
+    login,
+    post_twilio,
+    recording_form,
+    recording_sid,
+    twilio_signature,
+)
 
 FUZZ = settings(
     max_examples=40,
@@ -26,8 +43,32 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
+# What str.isdigit() or int() takes for a number and a strict reader must not:
+# other scripts' digits, superscripts, signs, spaces, underscores, and
+# integers beyond 32 and 64 bits.
+numberish = st.one_of(
+    st.sampled_from(
+        ["²", "٣", "७", "１２", "1²", "¹⁰", "𝟙", "٠", "-1", "+1", " 7 ", "1_000", "1e3", "0x10", "٣٣٣"]
+    ),
+    st.text(
+        alphabet=st.characters(categories=["Nd", "No"], exclude_characters="0123456789"),
+        min_size=1,
+        max_size=8,
+    ),
+    st.tuples(st.integers(0, 99), st.sampled_from(["²", "٣", "７"])).map(lambda t: f"{t[0]}{t[1]}"),
+    st.integers(-(10**30), 10**30).map(str),
+    st.integers(2**31 - 2, 2**31 + 2).map(str),
+    st.integers(2**63 - 2, 2**63 + 2).map(str),
+)
+# JSON arrays and objects nested far deeper than any real body.
+deep_json = st.tuples(st.integers(65, 5_000), st.booleans()).map(
+    lambda t: "[" * t[0] + "1" + "]" * t[0] if t[1] else '{"a": ' * t[0] + "1" + "}" * t[0]
+)
+
 nasty_text = st.one_of(
     st.text(max_size=40),
+    numberish,
+    deep_json,
     st.text(alphabet=st.characters(codec="utf-8"), max_size=20).map(lambda s: s + "\x00" + s),
     st.integers(1, 200_000).map(lambda n: "9" * n),
     st.sampled_from(
@@ -85,6 +126,38 @@ def count(app: Flask, model: type) -> int:
         return n
 
 
+TABLES = (Call, Recording, Transcript, DialAttempt, User)
+# The widest number a Twilio count may be stored as (nine digits: any INTEGER).
+MAX_TWILIO_NUMBER = 999_999_999
+
+
+def row_counts(app: Flask) -> tuple[int, ...]:
+    return tuple(count(app, model) for model in TABLES)
+
+
+def assert_rows_are_whole(app: Flask) -> None:
+    """Every stored row is one a valid request could have written, with nothing left half-done."""
+    with app.app_context():
+        for call in db.session.scalars(select(Call)):
+            assert re.fullmatch(r"CA[0-9a-f]{32}", call.call_sid), call.call_sid
+            assert call.status is None or call.status in set(CallStatus), call.status
+            assert call.duration is None or 0 <= call.duration <= MAX_TWILIO_NUMBER, call.duration
+        for recording in db.session.scalars(select(Recording)):
+            assert re.fullmatch(r"RE[0-9a-f]{32}", recording.recording_sid), recording.recording_sid
+            assert recording.call is not None and recording.status in set(RecordingStatus)
+            assert recording.channels in (1, 2), recording.channels
+            assert recording.duration is None or 0 <= recording.duration <= MAX_TWILIO_NUMBER
+        outcomes = set(db.session.scalars(select(DialAttempt.outcome)))
+        assert outcomes <= {DialOutcome.PLACED, DialOutcome.REFUSED, DialOutcome.FAILED}, "none left pending"
+        db.session.rollback()
+
+
+def answered(response: Any, allowed: tuple[int, ...]) -> int:
+    text = response.get_data(as_text=True)  # read to the end: a streamed body is closed
+    assert response.status_code in allowed, (response.status_code, text[:300])
+    return int(response.status_code)
+
+
 CALL_FIELDS = {
     "CallSid": call_sid(7),
     "AccountSid": ACCOUNT_SID,
@@ -108,34 +181,82 @@ RECORDING_FIELDS = {
 }
 
 
+def with_field(valid: dict[str, str], name: str, value: str) -> list[tuple[str, str]]:
+    return [*{**valid, name: value}.items()]
+
+
 @FUZZ
 @given(pairs=fields(list(CALL_FIELDS), CALL_FIELDS))
+@example(pairs=with_field(CALL_FIELDS, "CallDuration", "²"))
 def test_call_status_callback(app: Flask, pairs: list[tuple[str, str]]) -> None:
-    before = count(app, Call)
-    response = signed_post(app, "/twilio/call-status", pairs)
+    before = row_counts(app)
     # 403: a validly signed callback naming another account.
-    assert response.status_code in (204, 400, 403), response.get_data(as_text=True)
-    if response.status_code != 204:
-        assert count(app, Call) == before
+    if answered(signed_post(app, "/twilio/call-status", pairs), (204, 400, 403)) != 204:
+        assert row_counts(app) == before
+    assert_rows_are_whole(app)
 
 
 @FUZZ
 @given(pairs=fields(list(RECORDING_FIELDS), RECORDING_FIELDS))
+@example(pairs=with_field(RECORDING_FIELDS, "RecordingDuration", "²"))
+@example(pairs=with_field(RECORDING_FIELDS, "RecordingChannels", "²"))
 def test_recording_status_callback(app: Flask, pairs: list[tuple[str, str]]) -> None:
-    before = (count(app, Call), count(app, Recording))
-    response = signed_post(app, "/twilio/recording-status", pairs)
+    before = row_counts(app)
     # 403: a validly signed callback naming another account.
-    assert response.status_code in (204, 400, 403), response.get_data(as_text=True)
-    if response.status_code != 204:
-        assert (count(app, Call), count(app, Recording)) == before
+    if answered(signed_post(app, "/twilio/recording-status", pairs), (204, 400, 403)) != 204:
+        assert row_counts(app) == before
+    assert_rows_are_whole(app)
 
 
 @FUZZ
 @given(pairs=fields(list(CALL_FIELDS), CALL_FIELDS))
 def test_voice_webhooks(app: Flask, pairs: list[tuple[str, str]]) -> None:
+    before = row_counts(app)
     for path in ("/twilio/voice", "/twilio/outbound", "/twilio/recorded"):
         # 400 for a NUL: no field Twilio sends can hold one.
-        assert signed_post(app, path, pairs).status_code in (200, 400, 403)
+        answered(signed_post(app, path, pairs), (200, 400, 403))
+    assert row_counts(app) == before
+
+
+def ascii_count(text: str) -> int | None:
+    """What a Twilio count must be read as: ASCII digits (spaces around allowed), nine at most."""
+    text = text.strip()
+    if not re.fullmatch(r"[0-9]{1,18}", text) or int(text) > MAX_TWILIO_NUMBER:
+        return None
+    return int(text)
+
+
+sids = itertools.count(1000)
+
+
+@FUZZ
+@given(value=st.one_of(numberish, nasty_text, st.integers(0, 10**12).map(str)))
+@example(value="²")
+@example(value="٣")
+def test_twilio_counts_are_read_only_from_ascii_digits(app: Flask, value: str) -> None:
+    """Every numeric field of every Twilio callback: ASCII digits are the number, anything else none."""
+    value = value.replace("\x00", "")  # a NUL is refused whole, tested above
+    n = next(sids)
+    client = app.test_client()
+    form = call_status_form(call_sid(n), "completed", CallDuration=value)
+    answered(post_twilio(client, "/twilio/call-status", form), (204,))
+    for field in ("RecordingDuration", "RecordingChannels"):
+        n = next(sids)
+        form = recording_form(call_sid(n), recording_sid(n), **{field: value})
+        answered(post_twilio(client, "/twilio/recording-status", form), (204,))
+    with app.app_context():
+        calls = db.session.scalars(select(Call).order_by(Call.id.desc()).limit(3)).all()
+        recordings = db.session.scalars(select(Recording).order_by(Recording.id.desc()).limit(2)).all()
+        assert calls[-1].duration == ascii_count(value)
+        channels, duration = recordings
+        assert channels.channels == (2 if ascii_count(value) == 2 else 1)
+        assert duration.duration == ascii_count(value)
+        db.session.rollback()
+    assert_rows_are_whole(app)
+
+
+def webhook_body(transcript_id: str) -> str:
+    return json.dumps({"transcript_id": transcript_id, "status": "completed"})
 
 
 json_values = st.recursive(
@@ -143,42 +264,70 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
     max_leaves=8,
 )
+# Bodies as they arrive: any JSON, the right shape with wrong values, JSON
+# nested too deep (alone or inside the right shape), and text that is no JSON.
+webhook_bodies = st.one_of(
+    json_values.map(json.dumps),
+    st.fixed_dictionaries({"transcript_id": json_values, "status": json_values}).map(json.dumps),
+    st.fixed_dictionaries({"transcript_id": nasty_text}).map(json.dumps),
+    deep_json,
+    deep_json.map(lambda deep: '{"transcript_id": ' + deep + ', "status": "completed"}'),
+    st.integers(30, 5000).map(lambda n: '{"transcript_id": ' + "9" * n + "}"),
+    st.text(max_size=60),
+)
 
 
 @FUZZ
-@given(
-    recording=st.one_of(st.just("1"), nasty_text),
-    body=st.one_of(
-        json_values,
-        st.fixed_dictionaries({"transcript_id": json_values, "status": json_values}),
-        st.fixed_dictionaries({"transcript_id": nasty_text}),
-    ),
-)
-def test_assemblyai_webhook(app: Flask, recording: str, body: Any) -> None:
+@given(recording=st.one_of(st.just("1"), nasty_text), body=webhook_bodies)
+@example(recording="²", body=webhook_body("5551f0a8-0000-4000-8000-000000000000"))
+@example(recording="1", body="[" * 50_000 + "]" * 50_000)
+def test_assemblyai_webhook(app: Flask, recording: str, body: str) -> None:
     secret = app.extensions["settings"].webhook_secret
+    before = row_counts(app)
     response = app.test_client().post(
         "/assemblyai/webhook?" + urlencode({"recording": recording}),
-        json=body,
+        data=body,
+        content_type="application/json",
         headers={WEBHOOK_HEADER_NAME: secret},
     )
-    assert response.status_code in (200, 400), response.get_data(as_text=True)
-    assert count(app, Transcript) == 0
+    answered(response, (200, 400))
+    assert row_counts(app) == before
+
+
+dial_bodies = st.one_of(
+    st.fixed_dictionaries({"to": json_values}).map(json.dumps),
+    st.fixed_dictionaries({"to": st.one_of(numberish, nasty_text)}).map(json.dumps),
+    deep_json,
+    deep_json.map(lambda deep: '{"to": ' + deep + "}"),
+    deep_json.map(lambda deep: '{"to": "+14155550199", "extra": ' + deep + "}"),
+    st.text(max_size=60),
+)
 
 
 @FUZZ
-@given(to=json_values, key=st.one_of(st.none(), nasty_text))
-def test_dial_json(app: Flask, to: Any, key: str | None) -> None:
+@given(body=dial_bodies, key=st.one_of(st.none(), nasty_text))
+@example(body='{"to": ' + "[" * 50_000 + "]" * 50_000 + "}", key=None)
+def test_dial_json(app: Flask, body: str, key: str | None) -> None:
     client = app.test_client()
-    assert client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 302
+    assert login(client).status_code == 302
     # A header can carry no control character; anything else goes.
     key = "".join(c for c in key or "" if c.isprintable())[:200]
     headers = {"Idempotency-Key": key} if key else {}
-    response = client.post("/dial", json={"to": to}, headers=headers)
-    assert response.status_code in (201, 400, 403, 409, 422, 429), response.get_data(as_text=True)
-    with app.app_context():
-        outcomes = set(db.session.scalars(select(DialAttempt.outcome)))
-        db.session.rollback()
-    assert outcomes <= {"placed", "refused", "failed"}, "no attempt may be left pending"
+    headers["X-CSRFToken"] = client.csrf_token()  # type: ignore[attr-defined]
+    response = client.post("/dial", data=body, content_type="application/json", headers=headers)
+    answered(response, (201, 400, 403, 409, 422, 429))
+    assert_rows_are_whole(app)
+
+
+@FUZZ
+@given(to=st.one_of(st.just("+14155550199"), numberish, nasty_text), key=st.one_of(st.none(), nasty_text))
+def test_dial_form(app: Flask, to: str, key: str | None) -> None:
+    client = app.test_client()
+    assert login(client).status_code == 302
+    form = {"to": to} if key is None else {"to": to, "request_key": key}
+    # 400 also for a NUL, refused before anything is written.
+    answered(client.post("/dial", data=form), (302, 400, 403, 409, 422, 429))
+    assert_rows_are_whole(app)
 
 
 @FUZZ
@@ -258,9 +407,33 @@ def test_the_on_site_check_itself() -> None:
 
 
 @FUZZ
-@given(query=nasty_text, page=nasty_text, call=nasty_text)
+@given(query=nasty_text, page=st.one_of(numberish, nasty_text), call=nasty_text)
 def test_dashboard_queries(app: Flask, query: str, page: str, call: str) -> None:
     client = app.test_client()
     client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD})
     assert client.get("/?" + urlencode({"q": query, "page": page})).status_code in (200, 400)
     assert client.get("/calls/" + urlencode({"": call})[1:]).status_code in (400, 404, 308)
+
+
+@pytest.fixture
+def recorded(app: Flask, twilio_api: FakeTwilio) -> Flask:
+    """The app with recording 1 stored (completed, its audio at the fake Twilio)."""
+    twilio_api.add_recording(recording_sid(), b"RIFF" + bytes(64), call_sid())
+    post_twilio(app.test_client(), "/twilio/recording-status", recording_form(call_sid(), recording_sid()))
+    return app
+
+
+@FUZZ
+@given(recording=st.one_of(st.just("1"), numberish, nasty_text))
+@example(recording="99999999999999999999999")
+@example(recording=str(2**31))
+def test_recording_paths(recorded: Flask, recording: str) -> None:
+    client = recorded.test_client()
+    assert login(client).status_code == 302
+    path = "/recordings/" + quote(recording, safe="")
+    before = row_counts(recorded)
+    # 308: Werkzeug's redirect for a path with an empty segment.
+    answered(client.get(path + "/audio"), (200, 308, 400, 404))
+    answered(client.post(path + "/retry"), (302, 308, 400, 404))
+    assert row_counts(recorded) == before
+    assert_rows_are_whole(recorded)
