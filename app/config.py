@@ -169,6 +169,19 @@ def _countries(value: Any) -> tuple[str, ...]:
     return codes
 
 
+ADMIN_PASSWORD_MIN_LENGTH = 12
+
+
+def _admin_password(value: Any) -> str:
+    """Long enough to resist guessing; ADMIN_PASSWORD_HASH is the way to keep a shorter one."""
+    if len(str(value)) < ADMIN_PASSWORD_MIN_LENGTH:
+        raise _problem(
+            f"must be at least {ADMIN_PASSWORD_MIN_LENGTH} characters long "
+            "(or set ADMIN_PASSWORD_HASH from `flask users hash` instead)"
+        )
+    return str(value)
+
+
 def _password_hash(value: Any) -> str:
     """A hash from ``flask users hash``: werkzeug's method$salt$hash form."""
     if str(value).count("$") < 2:
@@ -295,10 +308,10 @@ class Settings(BaseModel):
     )
     queue_name: str = setting("QUEUE_NAME", "callscribe", "Name of the queue.")
     # -- the dashboard
-    admin_password: str | None = setting(
+    admin_password: Annotated[str | None, read(_admin_password)] = setting(
         "ADMIN_PASSWORD",
         None,
-        "Password of the dashboard user admin.",
+        "Password of the dashboard user admin, at least 12 characters.",
         secret=True,
         needed_for="logging in to the dashboard (or add users with flask users add)",
         or_="ADMIN_PASSWORD_HASH",

@@ -77,6 +77,7 @@ def test_database_url_forms(tmp_path: Path, given: str, expected: str) -> None:
         ("FORWARD_TO", "+1", "E.164"),
         ("DATABASE_URL", "mysql://x", "postgres"),
         ("REDIS_URL", "localhost:6379", "redis://"),
+        ("ADMIN_PASSWORD", "eleven char", "at least 12 characters"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str, says: str) -> None:
@@ -85,6 +86,10 @@ def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str,
     assert error.value.variable == variable
     assert str(error.value).startswith(f"{variable}: ")
     assert says in str(error.value)
+
+
+def test_admin_password_of_twelve_characters_is_enough(tmp_path: Path) -> None:
+    assert settings(tmp_path, ADMIN_PASSWORD="twelve chars").admin_password == "twelve chars"
 
 
 def test_base_url_loses_its_trailing_slash(tmp_path: Path) -> None:
