@@ -12,6 +12,7 @@ signed session itself, so a page view writes nothing to the database.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import time
@@ -22,6 +23,7 @@ from flask import (
     Blueprint,
     Flask,
     Response,
+    current_app,
     flash,
     g,
     redirect,
@@ -53,6 +55,8 @@ FAILURES_PER_USER = 5
 FAILURES_IN_ALL = 50
 # Checking a password against this keeps unknown usernames as slow as known ones.
 _DUMMY_HASH = generate_password_hash("never a real password")
+# Where init_app keeps the hash of ADMIN_PASSWORD it made at start-up.
+ENV_ADMIN_HASH = "env_admin_hash"
 
 
 def find_account(username: str) -> Account | None:
@@ -87,13 +91,15 @@ def end_sessions(username: str) -> None:
 
 
 def password_matches(account: Account | None, password: str) -> bool:
+    """One werkzeug check whoever the name is, so every wrong password costs the same:
+    a user's own hash, the hash of ADMIN_PASSWORD made at start-up, or a dummy."""
     if account is None:
-        check_password_hash(_DUMMY_HASH, password)
-        return False
-    if account.password_hash.startswith("env$"):
-        expected = current_settings().admin_password or ""
-        return hmac.compare_digest(password.encode(), expected.encode())
-    return check_password_hash(account.password_hash, password)
+        pwhash = _DUMMY_HASH
+    elif account.password_hash.startswith("env$"):
+        pwhash = current_app.extensions[ENV_ADMIN_HASH]
+    else:
+        pwhash = account.password_hash
+    return check_password_hash(pwhash, password) and account is not None
 
 
 login_manager.unauthorized_handler(access.unauthorized)
@@ -147,7 +153,15 @@ def start_session(account: Account) -> None:
     login_user(SessionUser(account, generation=session_generation(account.username)))
 
 
+@functools.cache
+def _hash_once(password: str) -> str:
+    """A hash of ADMIN_PASSWORD, made once per process however many apps it builds (the CLI, tests)."""
+    return generate_password_hash(password)
+
+
 def init_app(app: Flask) -> None:
+    admin_password = app.extensions["settings"].admin_password
+    app.extensions[ENV_ADMIN_HASH] = _hash_once(admin_password) if admin_password else _DUMMY_HASH
     login_manager.init_app(app)
     app.before_request(identify)
     app.register_blueprint(bp)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
+from werkzeug.security import check_password_hash
 
 from app.config import WEBHOOK_HEADER_NAME, Settings
 from app.models import db
@@ -268,3 +270,30 @@ def post_assemblyai_webhook(
         json={"transcript_id": transcript_id, "status": "completed"},
         headers={WEBHOOK_HEADER_NAME: secret},
     )
+
+
+# -- password checks, observed -------------------------------------------------
+
+
+@contextmanager
+def password_checks() -> Iterator[list[str]]:
+    """The hash method (e.g. ``scrypt:32768:8:1``) of every werkzeug password
+    check made in this thread, in order.
+
+    A profiler only watches calls, so nothing of the app or of werkzeug is
+    replaced; the method string fixes the work a check does. The test client
+    runs each request in the calling thread.
+    """
+    checks: list[str] = []
+    watched = check_password_hash.__code__
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is watched:
+            checks.append(str(frame.f_locals["pwhash"]).split("$", 1)[0])
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield checks
+    finally:
+        sys.setprofile(previous)

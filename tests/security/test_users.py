@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.models import User, db
-from tests.helpers import ADMIN_PASSWORD, SECRET_KEY
+from tests.helpers import ADMIN_PASSWORD, SECRET_KEY, password_checks
 
 PASSWORD = "a long enough password"
 
@@ -109,3 +109,36 @@ def test_unknown_users_fail_like_wrong_passwords(app: Flask) -> None:
         "Wrong username or password."
     ]
     assert unknown == wrong_password
+
+
+def test_every_wrong_password_costs_one_check_of_the_same_hash_method(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A wrong password for the admin of ADMIN_PASSWORD, of ADMIN_PASSWORD_HASH, for a
+    database user or for a name that does not exist: each is one werkzeug check
+    with the same method, so no answer is faster than another."""
+    app = make_app()
+    flask(app, "users", "add", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    hashed = flask(app, "users", "hash", "--password-stdin", stdin=PASSWORD + "\n").strip()
+    from_hash = make_app(ADMIN_PASSWORD=None, ADMIN_PASSWORD_HASH=hashed)
+    work = {}
+    for kind, target, username in [
+        ("database user", app, "ada"),
+        ("ADMIN_PASSWORD", app, "admin"),
+        ("ADMIN_PASSWORD_HASH", from_hash, "admin"),
+        ("unknown name", app, "nobody"),
+    ]:
+        client = target.test_client()
+        client.get("/login")
+        with password_checks() as checks:
+            response = client.post("/login", data={"username": username, "password": "wrong password!"})
+        assert response.status_code == 401, kind
+        work[kind] = checks
+    assert work["database user"] == [hashed.split("$", 1)[0]], "one check of the default method"
+    assert work == dict.fromkeys(work, work["database user"])
+
+
+def test_the_admin_of_admin_password_logs_in_through_the_same_check(app: Flask) -> None:
+    with password_checks() as checks:
+        assert log_in(app, "admin", ADMIN_PASSWORD)[0] == 302
+    assert len(checks) == 1
