@@ -16,7 +16,6 @@ import functools
 import hmac
 import logging
 import time
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -33,14 +32,14 @@ from flask import (
     url_for,
 )
 from flask_login import AnonymousUserMixin, LoginManager, current_user, login_user, logout_user
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import access, tokens
+from . import access, login_throttle, tokens
 from .access import Account, Role, SessionUser
 from .config import current_settings
-from .models import Attempt, SessionGeneration, User, db, insert_ignore, utcnow
+from .models import SessionGeneration, User, db, insert_ignore
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -49,10 +48,6 @@ login_manager.login_view = "auth.login"
 login_manager.login_message = "Log in to see your calls."
 
 ADMIN = "admin"
-# Failed logins allowed per username, and in all, in one window.
-LOGIN_WINDOW = timedelta(minutes=15)
-FAILURES_PER_USER = 5
-FAILURES_IN_ALL = 50
 # Checking a password against this keeps unknown usernames as slow as known ones.
 _DUMMY_HASH = generate_password_hash("never a real password")
 # Where init_app keeps the hash of ADMIN_PASSWORD it made at start-up.
@@ -178,29 +173,6 @@ def _safe_next(target: str | None) -> str:
     return url_for("pages.home")
 
 
-def _recent_failures(key: str | None) -> int:
-    since = utcnow() - LOGIN_WINDOW
-    query = select(func.count()).select_from(Attempt).where(Attempt.at > since)
-    if key is not None:
-        query = query.where(Attempt.key == key)
-    else:
-        query = query.where(Attempt.key.startswith("login:"))
-    return db.session.scalar(query) or 0
-
-
-def _throttled(username: str) -> bool:
-    return (
-        _recent_failures(f"login:{username}") >= FAILURES_PER_USER
-        or _recent_failures(None) >= FAILURES_IN_ALL
-    )
-
-
-def _count_failure(username: str) -> None:
-    db.session.add(Attempt(key=f"login:{username}"))
-    db.session.execute(delete(Attempt).where(Attempt.at < utcnow() - 2 * LOGIN_WINDOW))
-    db.session.commit()
-
-
 @bp.route("/login", methods=["GET", "POST"])
 @access.public
 def login() -> str | Response:
@@ -208,16 +180,20 @@ def login() -> str | Response:
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()[:64]
         password = request.form.get("password") or ""
-        if _throttled(username):
-            log.warning("login for %r throttled", username)
-            flash("Too many failed attempts. Wait a few minutes, then try again.", "error")
-            return render_template("login.html", missing=settings.missing()), 429  # type: ignore[return-value]
+        address = request.remote_addr
+        if login_throttle.seconds_locked(username, address):
+            wait = login_throttle.count_refusal(username, address)
+            log.warning("login for %r from %s throttled for %d s", username[:40], address, wait)
+            flash(f"Too many failed attempts. Try again in {wait} seconds.", "error")
+            page = render_template("login.html", missing=settings.missing())
+            return page, 429, {"Retry-After": str(wait)}  # type: ignore[return-value]
         account = find_account(username)
         if password_matches(account, password) and account is not None:
+            login_throttle.forget_failures(username, address)
             start_session(account)
             return redirect(_safe_next(request.args.get("next")))  # type: ignore[return-value]
-        _count_failure(username)
-        log.warning("failed login for %r", username[:40])
+        login_throttle.count_failure(username, address)
+        log.warning("failed login for %r from %s", username[:40], address)
         flash("Wrong username or password.", "error")
         return render_template("login.html", missing=settings.missing()), 401  # type: ignore[return-value]
     return render_template("login.html", missing=settings.missing())

@@ -272,6 +272,24 @@ def post_assemblyai_webhook(
     )
 
 
+# -- logging in from a client address -----------------------------------------
+
+
+class Visitor:
+    """One browser at one client address, posting the login form."""
+
+    def __init__(self, app: Flask, address: str) -> None:
+        self.client = app.test_client()
+        self.client.environ_base["REMOTE_ADDR"] = address
+
+    def log_in(self, username: str, password: str, **headers: str) -> Any:
+        return self.client.post(
+            "/login",
+            data={"username": username, "password": password},
+            headers={name.replace("_", "-"): value for name, value in headers.items()},
+        )
+
+
 # -- password checks, observed -------------------------------------------------
 
 
