@@ -21,9 +21,16 @@ $(VENV)/.testing: requirements.txt tests/requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r tests/requirements.txt
 	touch $@ $(VENV)/.runtime
 
+# TRUSTED_PROXIES, unless set (in the environment or .env): one proxy in front
+# when BASE_URL is https (ngrok), none when the app is reached directly.
+TRUSTED_PROXIES_FOR_RUN = $(BIN)/python -c 'import os, dotenv; \
+	env = {**os.environ, **{k: v for k, v in dotenv.dotenv_values(".env").items() if v}}; \
+	print(env.get("TRUSTED_PROXIES") or int(env.get("BASE_URL", "").startswith("https://")))'
+
 run: $(VENV)/.runtime
 	$(BIN)/flask db upgrade
-	PATH="$(abspath $(BIN)):$$PATH" HOST="$${HOST:-127.0.0.1}" $(BIN)/honcho start --port "$${PORT:-5000}" web worker
+	PATH="$(abspath $(BIN)):$$PATH" HOST="$${HOST:-127.0.0.1}" TRUSTED_PROXIES="$$($(TRUSTED_PROXIES_FOR_RUN))" \
+		$(BIN)/honcho start --port "$${PORT:-5000}" web worker
 
 # Browser tests use Debian's Chromium; install it when we can (root with apt),
 # otherwise those tests skip and say why.

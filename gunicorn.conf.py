@@ -9,6 +9,10 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 # Webhook routes answer in milliseconds; only /dial waits on Twilio.
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 20
+# The app's ProxyFix reads X-Forwarded-For and -Proto as far as TRUSTED_PROXIES
+# says; gunicorn itself believes forwarded headers (for the URL scheme) only
+# when a proxy is in front, from whichever address it connects.
+forwarded_allow_ips = "*" if int(os.environ.get("TRUSTED_PROXIES") or "1") > 0 else ""
 accesslog = "-"
 errorlog = "-"
 # gunicorn's control socket lives in $HOME by default, shared by every

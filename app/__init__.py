@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
     jobs.init_app(app, redis_url=settings.redis_url, name=settings.queue_name)
     worker.init_app(app)
     register_blueprints(app)
-    hardening.init_app(app)
+    hardening.init_app(app, trusted_proxies=settings.trusted_proxies)
     access.init_app(app)
     hardening.init_csrf(app)
     register_error_handlers(app)

@@ -325,6 +325,11 @@ class Settings(BaseModel):
     session_max_days: WholeNumber(1, 365) = setting(  # type: ignore[valid-type]
         "SESSION_MAX_DAYS", 7, "Days after logging in when a session ends, however busy."
     )
+    trusted_proxies: WholeNumber(0, 10) = setting(  # type: ignore[valid-type]
+        "TRUSTED_PROXIES",
+        1,
+        "Proxies in front of the app whose X-Forwarded-For and -Proto are believed.",
+    )
     # -- calls
     forward_to: Annotated[str | None, read(_e164)] = setting(
         "FORWARD_TO", None, "Forward inbound calls here and record both parties; voicemail when unset."

@@ -5,9 +5,14 @@ front when they hold what no caller legitimately sends: a NUL character,
 JSON nested deeper than any real body, a browser form without its CSRF token.
 
 Behind ngrok or a PaaS router TLS ends before us; the router says so in
-``X-Forwarded-Proto``. Only that one header is trusted, and only for what
-a forged value cannot abuse: marking cookies Secure and sending HSTS (which
-browsers ignore over plain http). Webhook signatures never use it.
+``X-Forwarded-Proto``, and appends the client's address to
+``X-Forwarded-For``. TRUSTED_PROXIES says how many such proxies there are:
+ProxyFix believes that many entries from the end of each header, none of
+which the client can write, and ignores both headers when it is 0. Then
+``request.remote_addr`` is the client's address (the login throttle counts
+by it) and ``request.is_secure`` marks cookies Secure and sends HSTS.
+``X-Forwarded-Host`` and the rest are never believed; webhook signatures use
+none of them.
 """
 
 from __future__ import annotations
@@ -121,8 +126,10 @@ def check_csrf() -> None:
         ) from None
 
 
-def init_app(app: Flask) -> None:
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=0, x_proto=1, x_host=0, x_port=0, x_prefix=0)  # type: ignore[method-assign]
+def init_app(app: Flask, *, trusted_proxies: int) -> None:
+    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies, x_host=0, x_port=0, x_prefix=0
+    )
     app.session_interface = SessionCookies()
     app.json = ShallowJSON(app)
     app.after_request(add_security_headers)

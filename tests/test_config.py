@@ -78,6 +78,8 @@ def test_database_url_forms(tmp_path: Path, given: str, expected: str) -> None:
         ("DATABASE_URL", "mysql://x", "postgres"),
         ("REDIS_URL", "localhost:6379", "redis://"),
         ("ADMIN_PASSWORD", "eleven char", "at least 12 characters"),
+        ("TRUSTED_PROXIES", "-1", "between 0"),
+        ("TRUSTED_PROXIES", "one", "whole number"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str, says: str) -> None:
@@ -90,6 +92,11 @@ def test_bad_values_name_the_variable(tmp_path: Path, variable: str, value: str,
 
 def test_admin_password_of_twelve_characters_is_enough(tmp_path: Path) -> None:
     assert settings(tmp_path, ADMIN_PASSWORD="twelve chars").admin_password == "twelve chars"
+
+
+def test_one_proxy_is_trusted_by_default(tmp_path: Path) -> None:
+    assert settings(tmp_path).trusted_proxies == 1
+    assert settings(tmp_path, TRUSTED_PROXIES="0").trusted_proxies == 0
 
 
 def test_base_url_loses_its_trailing_slash(tmp_path: Path) -> None:
