@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask import Flask
+from flask_migrate import downgrade, upgrade
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from app.models import Call, Recording, Transcript, db
+from app.models import Call, Recording, Transcript, db, utcnow
 from tests.helpers import call_sid, call_status_form, post_twilio, recording_form, recording_sid
 
 
@@ -101,3 +103,24 @@ def test_concurrent_recording_callbacks_queue_the_work_once(app: Flask) -> None:
         assert db.session.scalar(select(func.count()).select_from(Call)) == 3
         db.session.execute(text("SELECT 1"))
     assert app.extensions["jobs"].huey.pending_count() == 3
+
+
+def test_users_from_before_roles_become_admins_and_keep_their_token(app: Flask) -> None:
+    """Migration 0007: nobody loses what they could do."""
+    token = "cs_" + "ab" * 24
+    with app.app_context():
+        downgrade(revision="0006")
+        db.session.execute(
+            text(
+                "INSERT INTO users (username, password_hash, api_token_hash, created_at, updated_at) "
+                "VALUES ('old', 'x', :hash, :now, :now)"
+            ),
+            {"hash": hashlib.sha256(token.encode()).hexdigest(), "now": utcnow()},
+        )
+        db.session.commit()
+        upgrade()
+        assert db.session.execute(text("SELECT role FROM users")).scalar() == "admin"
+    answer = app.test_client().get(
+        "/", headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    )
+    assert answer.status_code == 200
