@@ -21,6 +21,8 @@ from typing import IO, Any
 
 import requests
 
+from app.config import Settings
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 
@@ -28,34 +30,8 @@ VENV_BIN = REPO / ".venv" / "bin"
 # are passed as empty strings: the app reads "" as unset, and load_dotenv()
 # in wsgi.py leaves variables that exist alone, so a developer's .env cannot
 # leak into the run.
-APP_VARIABLES = (
-    "SECRET_KEY",
-    "DATABASE_URL",
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_PHONE_NUMBER",
-    "TWILIO_API_BASE_URL",
-    "BASE_URL",
-    "ASSEMBLYAI_API_KEY",
-    "ASSEMBLYAI_KEY",
-    "ASSEMBLYAI_BASE_URL",
-    "ASSEMBLYAI_SPEECH_MODELS",
-    "ASSEMBLYAI_WEBHOOK_SECRET",
-    "ASSEMBLYAI_LANGUAGE",
-    "REDIS_URL",
-    "QUEUE_NAME",
-    "ADMIN_PASSWORD",
-    "FORWARD_TO",
-    "RECORDING_DELIVERY",
-    "GREETING",
-    "MAX_RECORDING_SECONDS",
-    "RECONCILE_INTERVAL",
-    "HTTP_TIMEOUT",
-    "JOB_MAX_ATTEMPTS",
-    "JOB_TIMEOUT",
-    "LOG_LEVEL",
-    "CALLSCRIBE_INSTANCE_PATH",
-)
+# Every variable of the settings table, the tutorials' alias of the key, the instance folder.
+APP_VARIABLES = (*Settings.variables(), "ASSEMBLYAI_KEY", "CALLSCRIBE_INSTANCE_PATH")
 # Read by gunicorn.conf.py, gunicorn itself, the worker and the flask command
 # with int() or as flags, so they are removed rather than blanked.
 PROCESS_VARIABLES = (
