@@ -23,11 +23,12 @@ import redis
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 from werkzeug.security import check_password_hash
 
 from app.config import WEBHOOK_HEADER_NAME, Settings
-from app.models import db
+from app.models import DialAttempt, db
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import DEFAULT_PHONE_NUMBER, FakeTwilio
 from tests.skips import unavailable
@@ -315,3 +316,11 @@ def password_checks() -> Iterator[list[str]]:
         yield checks
     finally:
         sys.setprofile(previous)
+
+
+def dial_attempts(app: Flask) -> list[DialAttempt]:
+    """The /dial audit trail, oldest first."""
+    with app.app_context():
+        found = list(db.session.scalars(select(DialAttempt).order_by(DialAttempt.id)))
+        db.session.expunge_all()
+        return found

@@ -5,18 +5,11 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import select
 
-from app.models import ApiToken, DialAttempt, db
+from app.models import ApiToken, db
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import login
+from tests.helpers import dial_attempts, login
 
 PASSWORD = "a long enough password"
-
-
-def attempts(app: Flask) -> list[DialAttempt]:
-    with app.app_context():
-        rows = list(db.session.scalars(select(DialAttempt).order_by(DialAttempt.id)))
-        db.session.expunge_all()
-        return rows
 
 
 def test_a_refused_number_leaves_an_audit_row_with_method_and_address(
@@ -31,7 +24,7 @@ def test_a_refused_number_leaves_an_audit_row_with_method_and_address(
         headers={"X-Forwarded-For": "203.0.113.9"},
     )
     assert answer.status_code == 400
-    (row,) = attempts(app)
+    (row,) = dial_attempts(app)
     assert (row.username, row.auth_method, row.client_address) == ("admin", "session", "203.0.113.9")
     assert (row.to_number, row.outcome) == ("not a number", "refused")
     assert row.reason and "E.164" in row.reason
@@ -48,7 +41,7 @@ def test_a_token_dial_names_its_token(app: Flask, twilio_api: FakeTwilio) -> Non
     assert answer.status_code == 201
     with app.app_context():
         token_id = db.session.scalar(select(ApiToken.id))
-    (row,) = attempts(app)
+    (row,) = dial_attempts(app)
     assert (row.username, row.auth_method, row.outcome) == ("dialer", f"token:{token_id}", "placed")
 
 
@@ -60,7 +53,7 @@ def test_a_viewer_refused_by_role_is_on_the_trail(app: Flask, twilio_api: FakeTw
     client = app.test_client()
     client.post("/login", data={"username": "vera", "password": PASSWORD})
     assert client.post("/dial", json={"to": "+14155550123"}).status_code == 403
-    (row,) = attempts(app)
+    (row,) = dial_attempts(app)
     assert (row.username, row.outcome, row.to_number) == ("vera", "refused", "+14155550123")
     assert row.reason and "viewer" in row.reason
 

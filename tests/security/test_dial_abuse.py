@@ -12,19 +12,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from app.models import DialAttempt, IdempotencyKey, db
+from app.models import IdempotencyKey, db
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import login
+from tests.helpers import dial_attempts, login
 
 US_NUMBER = "+14155550123"
 UK_MOBILE = "+447400123456"
-
-
-def attempts(app: Flask) -> list[DialAttempt]:
-    with app.app_context():
-        found = list(db.session.scalars(select(DialAttempt).order_by(DialAttempt.id)))
-        db.session.expunge_all()
-        return found
 
 
 def dial(app: Flask, to: str, **headers: str) -> object:
@@ -38,7 +31,7 @@ def test_only_the_twilio_numbers_country_by_default(app: Flask, twilio_api: Fake
     assert response.status_code == 403  # type: ignore[attr-defined]
     assert "GB" in response.get_json()["error"] and "DIAL_ALLOWED_COUNTRIES" in response.get_json()["error"]  # type: ignore[attr-defined]
     assert twilio_api.calls_created == []
-    (attempt,) = attempts(app)
+    (attempt,) = dial_attempts(app)
     assert (attempt.username, attempt.to_number, attempt.outcome) == ("admin", UK_MOBILE, "refused")
 
 
@@ -76,7 +69,7 @@ def test_limits_stop_the_next_call(
     assert refused.status_code == 429  # type: ignore[attr-defined]
     assert says in refused.get_json()["error"]  # type: ignore[attr-defined]
     assert len(twilio_api.calls_created) == 2
-    assert [a.outcome for a in attempts(app)] == ["placed", "placed", "refused"]
+    assert [a.outcome for a in dial_attempts(app)] == ["placed", "placed", "refused"]
 
 
 def test_the_audit_row_is_written_before_twilio_is_called(app: Flask, twilio_api: FakeTwilio) -> None:
@@ -85,14 +78,14 @@ def test_the_audit_row_is_written_before_twilio_is_called(app: Flask, twilio_api
     worker.start()
     try:
         deadline = time.monotonic() + 5
-        while not (seen := attempts(app)) and time.monotonic() < deadline:
+        while not (seen := dial_attempts(app)) and time.monotonic() < deadline:
             time.sleep(0.02)
         # The first sight of the row is while Twilio still works on the call.
         (attempt,) = seen
         assert (attempt.outcome, attempt.to_number, attempt.username) == ("pending", US_NUMBER, "admin")
     finally:
         worker.join(timeout=10)
-    (attempt,) = attempts(app)
+    (attempt,) = dial_attempts(app)
     assert attempt.outcome == "placed" and attempt.call_sid
 
 
@@ -100,7 +93,7 @@ def test_a_twilio_refusal_is_audited_with_its_short_reason(app: Flask, twilio_ap
     twilio_api.fail_next_call_create()
     response = dial(app, US_NUMBER)
     assert response.status_code == 502  # type: ignore[attr-defined]
-    (attempt,) = attempts(app)
+    (attempt,) = dial_attempts(app)
     assert attempt.outcome == "failed" and "Invalid 'To' Phone Number" in (attempt.reason or "")
 
 
@@ -145,7 +138,7 @@ def test_the_same_form_submitted_twice_at_once_dials_once(app: Flask, twilio_api
     form = {"to": US_NUMBER, "request_key": "0b5e3c1d7f2a4e6b9c8d1a2f3e4b5c6d"}
     answers = submitted_at_once(app, [form, form])
     assert len(twilio_api.calls_created) == 1
-    (attempt,) = attempts(app)
+    (attempt,) = dial_attempts(app)
     assert attempt.outcome == "placed"
     with app.app_context():
         (key,) = db.session.scalars(select(IdempotencyKey)).all()
@@ -166,7 +159,7 @@ def test_two_forms_at_once_within_the_limit_both_dial(
     answers = submitted_at_once(app, forms)
     assert [a.status_code for a in answers] == [302, 302]
     assert len(twilio_api.calls_created) == 2
-    assert [a.outcome for a in attempts(app)] == ["placed", "placed"]
+    assert [a.outcome for a in dial_attempts(app)] == ["placed", "placed"]
 
 
 def test_two_forms_at_once_at_the_limit_dial_only_the_allowed_one(
@@ -178,7 +171,7 @@ def test_two_forms_at_once_at_the_limit_dial_only_the_allowed_one(
     answers = submitted_at_once(app, forms)
     assert sorted(a.status_code for a in answers) == [302, 429]
     assert len(twilio_api.calls_created) == 1
-    assert sorted(a.outcome for a in attempts(app)) == ["placed", "refused"]
+    assert sorted(a.outcome for a in dial_attempts(app)) == ["placed", "refused"]
 
 
 def test_a_repeated_idempotency_key_dials_once(app: Flask, twilio_api: FakeTwilio) -> None:
