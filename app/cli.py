@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from . import auth, dialing, pipeline, tokens, worker
 from .access import Role
-from .config import NotConfigured
+from .config import ADMIN_PASSWORD_MIN_LENGTH, NotConfigured
 from .models import Recording, db
 from .providers import ProviderError
 from .states import Stage
@@ -212,7 +212,7 @@ def audit(limit: int) -> None:
 @reports_errors
 def hash_password(password_stdin: bool) -> None:
     """Print a hash for ADMIN_PASSWORD_HASH (keeps the password itself out of the environment)."""
-    click.echo(auth.hash_password(_read_password(password_stdin)))
+    click.echo(auth.hash_password(_read_password(password_stdin), ADMIN_PASSWORD_MIN_LENGTH))
 
 
 def init_app(app: Flask) -> None:

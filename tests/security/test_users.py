@@ -133,3 +133,9 @@ def test_the_admin_of_admin_password_logs_in_through_the_same_check(app: Flask) 
     with password_checks() as checks:
         assert log_in(app, "admin", ADMIN_PASSWORD)[0] == 302
     assert len(checks) == 1
+
+
+def test_a_hash_for_admin_password_hash_needs_the_admin_length(app: Flask) -> None:
+    """ADMIN_PASSWORD needs 12 characters; the password behind ADMIN_PASSWORD_HASH too."""
+    short = app.test_cli_runner().invoke(args=["users", "hash", "--password-stdin"], input="eleven char\n")
+    assert short.exit_code == 1 and "at least 12" in short.output
