@@ -102,14 +102,16 @@ def world(twilio_api: FakeTwilio, make_app: Callable[..., Flask]) -> Flask:
             db.session.add(User(username=f"a-{role}", password_hash=_hash(), role=role))
         target = User(username="target", password_hash=_hash(), role=Role.MEMBER)
         db.session.add(target)
-        db.session.add(Call(id=1, call_sid=call_sid(1), status="completed"))
+        # No explicit ids: PostgreSQL's sequences must stay ahead of the rows. The
+        # tables are new, so these rows get id 1, which the cases' paths name.
+        call = Call(call_sid=call_sid(1), status="completed")
+        db.session.add(call)
         db.session.flush()
         db.session.add(ApiToken(user_id=target.id, token_hash="0" * 64, scopes="calls:read"))
         db.session.add(
             Recording(
-                id=1,
                 recording_sid=recording_sid(1),
-                call_id=1,
+                call_id=call.id,
                 account_sid="AC",
                 status=RecordingStatus.COMPLETED,
                 stage=Stage.FAILED,
@@ -118,6 +120,7 @@ def world(twilio_api: FakeTwilio, make_app: Callable[..., Flask]) -> Flask:
             )
         )
         db.session.commit()
+        assert db.session.scalar(select(Recording.id)) == db.session.scalar(select(ApiToken.id)) == 1
     return app
 
 
