@@ -21,6 +21,7 @@ from . import auth, dialing, pipeline, tokens, worker
 from .access import Role
 from .config import ADMIN_PASSWORD_MIN_LENGTH, NotConfigured
 from .models import Recording, db
+from .numbers import MAX_ROW_ID
 from .providers import ProviderError
 from .states import Stage
 
@@ -180,7 +181,7 @@ def list_tokens(username: str) -> None:
 
 
 @users.command("revoke")
-@click.argument("token_id", type=click.IntRange(1))
+@click.argument("token_id", type=click.IntRange(1, MAX_ROW_ID))
 @reports_errors
 def revoke(token_id: int) -> None:
     """Revoke an API token at once."""

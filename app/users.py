@@ -90,7 +90,7 @@ def new_token(username: str) -> Any:
     return _back()
 
 
-@bp.post("/tokens/<int:token_id>/revoke")
+@bp.post("/tokens/<row_id:token_id>/revoke")
 @requires(Permission.MANAGE_USERS)
 def revoke(token_id: int) -> Any:
     try:

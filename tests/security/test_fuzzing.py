@@ -437,3 +437,32 @@ def test_recording_paths(recorded: Flask, recording: str) -> None:
     answered(client.post(path + "/retry"), (302, 308, 400, 404))
     assert row_counts(recorded) == before
     assert_rows_are_whole(recorded)
+
+
+@FUZZ
+@given(
+    username=nasty_text,
+    password=nasty_text,
+    role=st.one_of(st.sampled_from(["admin", "member", "viewer"]), nasty_text),
+    scope=st.one_of(st.sampled_from(["calls:read", "calls:dial", "calls:delete"]), nasty_text),
+    expires=st.one_of(st.sampled_from(["30d", "12h", "90m", ""]), numberish, nasty_text),
+    token_id=st.one_of(numberish, st.integers(-5, 10**30).map(str), nasty_text),
+)
+def test_users_page_forms(
+    app: Flask, username: str, password: str, role: str, scope: str, expires: str, token_id: str
+) -> None:
+    """Every form of /users, and the names and ids in its paths."""
+    client = app.test_client()
+    assert login(client).status_code == 302
+    name = quote(username, safe="") or "x"
+    tried = [
+        client.post("/users", data={"username": username, "password": password, "role": role}),
+        client.post(f"/users/{name}/role", data={"role": role}),
+        client.post(f"/users/{name}/tokens", data={"scope": scope, "expires": expires}),
+        client.post(f"/tokens/{quote(token_id, safe='')}/revoke"),
+        client.post(f"/users/{name}/remove"),
+    ]
+    for response in tried:
+        # 400: refused with a reason (or a NUL); 404: a path no route has; 302: done.
+        answered(response, (302, 400, 404, 405, 308))
+    assert_rows_are_whole(app)
