@@ -15,7 +15,21 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from . import access, auth, callbacks, cli, clients, hardening, jobs, pages, states, users, webhooks, worker
+from . import (
+    access,
+    auth,
+    callbacks,
+    cli,
+    clients,
+    exports,
+    hardening,
+    jobs,
+    pages,
+    states,
+    users,
+    webhooks,
+    worker,
+)
 from .config import NotConfigured, Settings
 from .logs import configure_logging
 from .models import db
@@ -99,6 +113,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(pages.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(exports.bp)
     # Templates name states by their enums (states.Stage.FAILED), never by bare strings.
     app.jinja_env.globals["states"] = states
     # What the current user may do decides which buttons a page shows.

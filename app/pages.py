@@ -22,7 +22,7 @@ from flask_login import current_user
 from sqlalchemy import or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import callbacks, clients, dialing, pipeline
+from . import callbacks, clients, dialing, dialogue, pipeline
 from .access import Permission, public, requires
 from .config import current_settings
 from .models import Call, Recording, Transcript, db
@@ -242,10 +242,4 @@ def transcript_state(call: Call) -> str:
 
 @bp.app_template_filter("speaker")
 def speaker(turn: dict[str, Any], recording: Recording) -> str:
-    channel = str(turn.get("channel") or "")
-    if channel and recording.channels == 2:
-        if recording.source == "DialVerb":
-            return {"1": "Caller", "2": "Answered by"}.get(channel, f"Channel {channel}")
-        return f"Channel {channel}"
-    label = turn.get("speaker")
-    return f"Speaker {label}" if label else "Speaker"
+    return dialogue.speaker_name(turn, recording)

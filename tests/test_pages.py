@@ -7,6 +7,8 @@ the HTTP boundary only.
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import webvtt
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -606,3 +609,93 @@ def test_assemblyai_webhook_is_503_when_the_database_is_unreachable(unreachable_
         headers={WEBHOOK_HEADER_NAME: secret},
     )
     assert response.status_code == 503
+
+
+# -- exports -------------------------------------------------------------------
+
+FORWARDED = [
+    {
+        "channel": 1,
+        "text": "Is the shop open today, and until when are you there for people like me who work late"
+        " and can only come by after the office closes on a weekday evening?",
+    },
+    {"channel": 2, "text": "Yes, until six."},
+]
+
+
+def export(admin: FlaskClient, sid: str, fmt: str) -> tuple[str, Any]:
+    response = admin.get(f"/calls/{sid}/transcript.{fmt}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_data(as_text=True), response
+
+
+def parse_vtt(text: str) -> list[tuple[str, str, str]]:
+    """A small WebVTT reader of the test's own: (start, end, text) per cue."""
+    assert text.startswith("WEBVTT")
+    cues = []
+    for block in text.strip().split("\n\n")[1:]:
+        timing, *lines = block.splitlines()
+        start, _, end = timing.partition(" --> ")
+        cues.append((start, end, "\n".join(lines)))
+    return cues
+
+
+def test_the_transcript_downloads_as_a_dialogue_with_times(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(1, "Is the shop open? Yes.", FORWARDED, channels=2, source="DialVerb")
+    text, response = export(admin, sid, "txt")
+    disposition = response.headers["Content-Disposition"]
+    assert (
+        disposition.startswith("attachment;")
+        and f'filename="{sid}-' in disposition
+        and '.txt"' in disposition
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith(f"Call {sid}:")
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] Caller: Is the shop open today, .*", lines[2])
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] Answered by: Yes, until six\.", lines[3])
+
+
+def test_subtitles_name_the_speaker_and_split_long_turns(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(1, "Is the shop open? Yes.", FORWARDED, channels=2, source="DialVerb")
+    srt_text, response = export(admin, sid, "srt")
+    assert response.mimetype == "application/x-subrip"
+    parsed = webvtt.from_buffer(io.StringIO(srt_text), format="srt")  # not the library that wrote it
+    texts = [c.text for c in parsed.captions]
+    assert texts[0].startswith("Caller: Is the shop open")
+    assert texts[-1] == "Answered by: Yes, until six."
+    assert len(texts) >= 3, "the long first turn is split"
+    for caption in parsed.captions:
+        assert caption.end_in_seconds - caption.start_in_seconds <= 7.5
+        assert len(caption.text.splitlines()) <= 2 and all(
+            len(line) <= 42 for line in caption.text.splitlines()
+        )
+    joined = " ".join(t.split(": ", 1)[1] if ": " in t else t for t in texts[:-1]).replace("\n", " ")
+    assert joined == FORWARDED[0]["text"], "every word once, in order"
+
+    vtt_text, response = export(admin, sid, "vtt")
+    assert response.mimetype == "text/vtt"
+    vtt = parse_vtt(vtt_text)
+    assert [c[2] for c in vtt] == texts
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d\d\d", t) for c in vtt for t in c[:2])
+
+
+def test_the_json_export_holds_the_call_its_recordings_and_the_dialogue(
+    calls: Calls, admin: FlaskClient
+) -> None:
+    sid = calls.with_transcript(1, "Is the shop open? Yes.", FORWARDED, channels=2, source="DialVerb")
+    text, _ = export(admin, sid, "json")
+    body = json.loads(text)
+    assert body["call_sid"] == sid
+    (recording,) = body["recordings"]
+    assert recording["engine"] == "assemblyai" and recording["transcript"]["status"] == "completed"
+    assert [t["speaker"] for t in recording["dialogue"]] == ["Caller", "Answered by"]
+    assert recording["dialogue"][0]["words"][0]["text"] == "Is"
+    assert recording["transcript"]["words"], "the normalised words"
+
+
+def test_exports_need_a_login_and_a_known_call(client: FlaskClient, calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(1, "Hello.", [{"speaker": "A", "text": "Hello."}])
+    assert admin.get(f"/calls/{sid}/transcript.doc").status_code == 404
+    assert admin.get(f"/calls/{call_sid(99)}/transcript.txt").status_code == 404
+    admin.post("/logout")
+    assert client.get(f"/calls/{sid}/transcript.txt").status_code == 302

@@ -65,6 +65,7 @@ CASES = [
         form={"scope": "calls:read"},
     ),
     Case("users.revoke", Permission.MANAGE_USERS, "POST", "/tokens/1/revoke", form={}),
+    Case("exports.transcript", Permission.READ, "GET", f"/calls/{call_sid(1)}/transcript.srt"),
     Case("auth.logout", None, "POST", "/logout", form={}),
 ]
 ROLES = list(Role)

@@ -1,0 +1,158 @@
+"""A call's transcript to take elsewhere: text, SRT and WebVTT subtitles, and JSON.
+
+``GET /calls/<CallSid>/transcript.txt`` (and ``.srt``, ``.vtt``, ``.json``),
+behind login like every page. Subtitles carry the speaker's name as a cue
+prefix, and long turns are split into cues of at most about 7 s and 2 lines.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+import srt
+import webvtt
+from flask import Blueprint, Response, abort
+from sqlalchemy import select
+
+from . import dialogue
+from .access import Permission, requires
+from .models import Call, db
+
+bp = Blueprint("exports", __name__)
+
+CUE_MS = 7000  # the longest a cue may run
+LINE_CHARS = 42  # two lines of this, at most, per cue
+
+
+def clock(ms: int, *, fraction: bool = False) -> str:
+    """01:02:03, or 01:02:03.456 with the milliseconds."""
+    seconds, millis = divmod(max(0, ms), 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{text}.{millis:03d}" if fraction else text
+
+
+def text_export(call: Call) -> str:
+    """A speaker-labelled dialogue with timestamps."""
+    started = (call.started_at or call.created_at).strftime("%Y-%m-%d %H:%M:%S UTC")
+    lines = [
+        f"Call {call.call_sid}: {call.from_number or 'unknown'} -> {call.to_number or 'unknown'}, {started}",
+        "",
+    ]
+    lines += [f"[{clock(t.start)}] {t.speaker}: {t.text}" for t in dialogue.of_call(call)]
+    return "\n".join(lines) + "\n"
+
+
+def cues(turns: list[dialogue.Turn]) -> Iterator[tuple[int, int, str]]:
+    """(start ms, end ms, text) for each cue: a turn, split where it runs long."""
+    for turn in turns:
+        words = turn.words or (dialogue.Word(turn.text, turn.start, turn.end, None),)
+        chunk: list[dialogue.Word] = []
+        for word in words:
+            too_long = chunk and (
+                word.end - chunk[0].start > CUE_MS or len(_lines(turn.speaker, [*chunk, word])) > 2
+            )
+            if too_long:
+                yield _cue(turn.speaker, chunk)
+                chunk = []
+            chunk.append(word)
+        if chunk:
+            yield _cue(turn.speaker, chunk)
+
+
+def _lines(speaker: str, words: list[dialogue.Word]) -> list[str]:
+    return textwrap.wrap(f"{speaker}: " + " ".join(w.text for w in words), LINE_CHARS)
+
+
+def _cue(speaker: str, words: list[dialogue.Word]) -> tuple[int, int, str]:
+    end = max(words[-1].end, words[0].start + 500)  # a cue too short to read helps no one
+    return words[0].start, end, "\n".join(_lines(speaker, words))
+
+
+def srt_export(call: Call) -> str:
+    subtitles = [
+        srt.Subtitle(i, timedelta(milliseconds=start), timedelta(milliseconds=end), text)
+        for i, (start, end, text) in enumerate(cues(dialogue.of_call(call)), start=1)
+    ]
+    return str(srt.compose(subtitles))
+
+
+def vtt_export(call: Call) -> str:
+    document = webvtt.WebVTT()
+    for start, end, text in cues(dialogue.of_call(call)):
+        document.captions.append(webvtt.Caption(clock(start, fraction=True), clock(end, fraction=True), text))
+    return str(document.content)
+
+
+def json_export(call: Call) -> str:
+    """The call, its recordings and their normalised transcripts."""
+    recordings = []
+    for recording in call.recordings:
+        transcript = recording.transcript
+        recordings.append(
+            {
+                "recording_sid": recording.recording_sid,
+                "status": recording.status,
+                "stage": recording.stage,
+                "channels": recording.channels,
+                "duration_s": recording.duration,
+                "engine": recording.engine,
+                "transcript": None
+                if transcript is None
+                else {
+                    "status": transcript.status,
+                    "text": transcript.text,
+                    "language": transcript.language_code,
+                    "model": transcript.speech_model_used,
+                    "confidence": transcript.confidence,
+                    "words": transcript.words or [],
+                    "utterances": transcript.utterances or [],
+                },
+                "dialogue": [asdict(turn) for turn in dialogue.of_recording(recording)],
+            }
+        )
+    body: dict[str, Any] = {
+        "call_sid": call.call_sid,
+        "direction": call.direction,
+        "from": call.from_number,
+        "to": call.to_number,
+        "status": call.status,
+        "started_at": (call.started_at or call.created_at).isoformat(),
+        "duration_s": call.duration,
+        "recordings": recordings,
+    }
+    return json.dumps(body, indent=2, ensure_ascii=False)
+
+
+FORMATS = {
+    "txt": (text_export, "text/plain"),
+    "srt": (srt_export, "application/x-subrip"),
+    "vtt": (vtt_export, "text/vtt"),
+    "json": (json_export, "application/json"),
+}
+
+
+@bp.get("/calls/<call_sid>/transcript.<fmt>")
+@requires(Permission.READ)
+def transcript(call_sid: str, fmt: str) -> Response:
+    if fmt not in FORMATS:
+        abort(404, "Exports are .txt, .srt, .vtt and .json.")
+    call = db.session.scalar(select(Call).where(Call.call_sid == call_sid[:64]))
+    if call is None:
+        abort(404, "No such call.")
+    build, mimetype = FORMATS[fmt]
+    filename = f"{call.call_sid}-{(call.started_at or call.created_at):%Y-%m-%d}.{fmt}"
+    return Response(
+        build(call),
+        mimetype=mimetype,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, no-store",
+        },
+    )
