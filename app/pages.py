@@ -28,6 +28,7 @@ from .config import current_settings
 from .models import Call, Recording, Transcript, db
 from .numbers import whole_number
 from .providers import ProviderError
+from .providers.twilio import RangeNotSatisfiable
 from .states import ACTIVE_STAGES, RecordingStatus, Stage
 
 log = logging.getLogger(__name__)
@@ -108,28 +109,75 @@ def call_detail(call_sid: str) -> str:
 @bp.get("/recordings/<row_id:recording_id>/audio")
 @requires(Permission.READ)
 def recording_audio(recording_id: int) -> Response:
-    """The recording, streamed through us: the browser never sees a Twilio URL or credential."""
+    """The recording, streamed through us: the browser never sees a Twilio URL or credential.
+
+    A ``Range`` request (a player seeking in a long call) is passed on to
+    Twilio; when Twilio answers with the whole file instead, the range is cut
+    from the stream here, never held in memory. One ``bytes`` range only.
+    """
     recording = db.session.get(Recording, recording_id)
     if recording is None or recording.status != RecordingStatus.COMPLETED:
         abort(404, "No such recording.")
     sid, channels = recording.recording_sid, recording.channels
     db.session.commit()  # no transaction stays open while Twilio answers
+    wanted = request.range
+    if "Range" in request.headers and (wanted is None or wanted.units != "bytes" or len(wanted.ranges) != 1):
+        return _unsatisfiable(None)
     stack = ExitStack()
     try:
-        media = stack.enter_context(clients.twilio().open_media(sid, channels=channels))
+        media = stack.enter_context(
+            clients.twilio().open_media(
+                sid, channels=channels, byte_range=request.headers["Range"] if wanted else None
+            )
+        )
+    except RangeNotSatisfiable as refused:
+        stack.close()
+        return _unsatisfiable(refused.content_range)
     except ProviderError as error:
         stack.close()
         log.warning("recording %s: audio not available (%s)", sid, error)
         abort(502, "Twilio did not hand over the recording; try again shortly.")
 
+    headers = {"Cache-Control": "private, no-store", "Accept-Ranges": "bytes"}
+    status, start, stop = 200, 0, None
+    if media.partial and media.content_range:
+        status, headers["Content-Range"] = 206, media.content_range
+    elif wanted is not None and media.expected_length is not None:
+        span = wanted.range_for_length(media.expected_length)
+        if span is None:
+            stack.close()
+            return _unsatisfiable(f"bytes */{media.expected_length}")
+        status, (start, stop) = 206, span
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{media.expected_length}"
+    length = (stop - start) if stop is not None else media.expected_length
+    if length is not None:
+        headers["Content-Length"] = str(length)
+
     def body() -> Iterator[bytes]:
         with stack:
-            yield from media.chunks()
+            yield from _byte_slice(media.chunks(), start, stop)
 
-    headers = {"Cache-Control": "private, no-store"}
-    if media.expected_length is not None:
-        headers["Content-Length"] = str(media.expected_length)
-    return Response(body(), mimetype="audio/wav", headers=headers)
+    return Response(body(), status=status, mimetype="audio/wav", headers=headers)
+
+
+def _byte_slice(chunks: Iterator[bytes], start: int, stop: int | None) -> Iterator[bytes]:
+    """Bytes ``start`` to ``stop`` of a stream, as it flows."""
+    offset = 0
+    for chunk in chunks:
+        begin, end = offset, offset + len(chunk)
+        offset = end
+        if stop is not None and begin >= stop:
+            return
+        if end <= start:
+            continue
+        yield chunk[max(0, start - begin) : (stop - begin) if stop is not None else None]
+
+
+def _unsatisfiable(content_range: str | None) -> Response:
+    response = Response("That byte range is not in the recording.", status=416, mimetype="text/plain")
+    if content_range:
+        response.headers["Content-Range"] = content_range
+    return response
 
 
 @bp.post("/recordings/<row_id:recording_id>/retry")

@@ -47,6 +47,14 @@ class RecordingInfo:
     source: str | None
 
 
+class RangeNotSatisfiable(ProviderError):
+    """Twilio cannot serve the byte range asked for; ``content_range`` is its ``bytes */LENGTH``."""
+
+    def __init__(self, content_range: str | None) -> None:
+        super().__init__(f"{NAME} cannot serve that byte range", retryable=False, status=416)
+        self.content_range = content_range
+
+
 class RecordingMedia:
     """An open media download: iterate ``chunks()`` exactly once.
 
@@ -59,6 +67,9 @@ class RecordingMedia:
         length = response.headers.get("Content-Length")
         self.expected_length = int(length) if length and length.isdigit() else None
         self.received = 0
+        # Twilio served only the byte range asked for (206), with its Content-Range.
+        self.partial = response.status_code == 206
+        self.content_range = response.headers.get("Content-Range")
 
     def chunks(self) -> Iterator[bytes]:
         try:
@@ -149,13 +160,21 @@ class Twilio:
         return f"{self._api_base_url}{self._recording_path(recording_sid)}.wav"
 
     @contextmanager
-    def open_media(self, recording_sid: str, *, channels: int = 1) -> Iterator[RecordingMedia]:
-        """Stream a recording's WAV file with the account's credentials."""
+    def open_media(
+        self, recording_sid: str, *, channels: int = 1, byte_range: str | None = None
+    ) -> Iterator[RecordingMedia]:
+        """Stream a recording's WAV file with the account's credentials.
+
+        ``byte_range`` is passed on as the ``Range`` header. Twilio may answer
+        with that range (206) or with the whole file (200): ``partial`` says
+        which. A range Twilio cannot serve raises :class:`RangeNotSatisfiable`.
+        """
         params = {"RequestedChannels": "2"} if channels == 2 else None
         try:
             response = self._session.get(
                 self.media_url(recording_sid),
                 params=params,
+                headers={"Range": byte_range} if byte_range else None,
                 auth=self._auth,
                 stream=True,
                 timeout=self._timeout,
@@ -163,6 +182,8 @@ class Twilio:
         except requests.RequestException as exc:
             raise error_from_exception(f"{NAME} media", exc) from None
         try:
+            if response.status_code == 416:
+                raise RangeNotSatisfiable(response.headers.get("Content-Range"))
             if not response.ok:
                 error = error_from_response(f"{NAME} media", response)
                 # A recording that is not there yet (404 just after the

@@ -115,6 +115,8 @@ class FakeTwilio(FakeHTTPServer):
         self.calls: dict[str, dict[str, Any]] = {}
         self.recordings: dict[str, dict[str, Any]] = {}
         self._audio: dict[str, bytes] = {}
+        # Like a CDN that does not do ranges: answer every Range with the whole file.
+        self.ignore_ranges = False
 
     # test controls -------------------------------------------------------
 
@@ -358,7 +360,16 @@ class FakeTwilio(FakeHTTPServer):
         if query.get("RequestedChannels") != "2":
             audio = _mono_mix_down(audio)
         mp3 = request.params.get("ext") == ".mp3"
-        return Response(200, audio, [("Content-Type", "audio/mpeg" if mp3 else "audio/x-wav")])
+        headers = [("Content-Type", "audio/mpeg" if mp3 else "audio/x-wav"), ("Accept-Ranges", "bytes")]
+        wanted = request.headers.get("Range")
+        if wanted and not self.ignore_ranges:
+            span = _byte_span(wanted, len(audio))
+            if span is None:
+                return Response(416, b"", [("Content-Range", f"bytes */{len(audio)}")])
+            start, stop = span
+            headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{len(audio)}"))
+            return Response(206, audio[start:stop], headers)
+        return Response(200, audio, headers)
 
     def _on_recordings_list(self, request: RecordedRequest) -> Response:
         call_sid = request.params["call_sid"]
@@ -423,6 +434,22 @@ def _mono_mix_down(audio: bytes) -> bytes:
         wav.setframerate(rate)
         wav.writeframes(mono.tobytes())
     return out.getvalue()
+
+
+def _byte_span(header: str, length: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range as (start, stop), as a web server reads it; None when it cannot be served."""
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        return None
+    first, _, last = spec.strip().partition("-")
+    try:
+        if not first:  # the last N bytes
+            start, stop = max(0, length - int(last)), length
+        else:
+            start, stop = int(first), min(length, int(last) + 1) if last else length
+    except ValueError:
+        return None
+    return (start, stop) if 0 <= start < stop else None
 
 
 _REASONS = {

@@ -6,6 +6,7 @@ import base64
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from app.config import WEBHOOK_HEADER_NAME
 from tests.fakes.assemblyai_api import FakeAssemblyAI
@@ -107,3 +108,52 @@ def test_an_oversized_webhook_body_is_a_413(app: Flask) -> None:
         headers={WEBHOOK_HEADER_NAME: secret},
     )
     assert response.status_code == 413
+
+
+def logged_in_audio(app: Flask, twilio_api: FakeTwilio) -> FlaskClient:
+    a_recorded_call(app, twilio_api)
+    client = app.test_client()
+    login(client)
+    return client
+
+
+@pytest.mark.parametrize("twilio_does_ranges", [True, False], ids=["twilio-206", "twilio-200"])
+@pytest.mark.parametrize(
+    ("header", "start", "stop"), [("bytes=10-19", 10, 20), ("bytes=100-", 100, None), ("bytes=-7", -7, None)]
+)
+def test_a_range_request_gets_206_with_just_those_bytes(
+    app: Flask, twilio_api: FakeTwilio, twilio_does_ranges: bool, header: str, start: int, stop: int | None
+) -> None:
+    """A player seeks: whether Twilio serves the range or the whole file, the browser gets the range."""
+    client = logged_in_audio(app, twilio_api)
+    twilio_api.ignore_ranges = not twilio_does_ranges
+    audio = client.get("/recordings/1/audio", headers={"Range": header})
+    expected = AUDIO[start:stop]
+    first = start % len(AUDIO)
+    assert audio.status_code == 206
+    assert audio.get_data() == expected
+    assert audio.headers["Content-Range"] == f"bytes {first}-{first + len(expected) - 1}/{len(AUDIO)}"
+    assert audio.headers["Content-Length"] == str(len(expected))
+    (media,) = twilio_api.requests_of("media")
+    assert media.headers["Range"] == header, "the range is passed on to Twilio"
+
+
+def test_a_plain_request_says_ranges_are_accepted(app: Flask, twilio_api: FakeTwilio) -> None:
+    audio = logged_in_audio(app, twilio_api).get("/recordings/1/audio")
+    assert audio.status_code == 200 and audio.headers["Accept-Ranges"] == "bytes"
+    assert "Range" not in twilio_api.requests_of("media")[0].headers
+
+
+@pytest.mark.parametrize("twilio_does_ranges", [True, False], ids=["twilio-416", "twilio-200"])
+@pytest.mark.parametrize(
+    "header", [f"bytes={len(AUDIO) + 5}-", "bytes=9-2", "pages=1-2", "bytes=0-1,5-6", "nonsense"]
+)
+def test_a_bad_or_unsatisfiable_range_is_a_416(
+    app: Flask, twilio_api: FakeTwilio, twilio_does_ranges: bool, header: str
+) -> None:
+    client = logged_in_audio(app, twilio_api)
+    twilio_api.ignore_ranges = not twilio_does_ranges
+    answer = client.get("/recordings/1/audio", headers={"Range": header})
+    assert answer.status_code == 416
+    if "Content-Range" in answer.headers:
+        assert answer.headers["Content-Range"] == f"bytes */{len(AUDIO)}"
