@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import (
     access,
+    api,
     auth,
     callbacks,
     cli,
@@ -114,6 +115,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(exports.bp)
+    app.register_blueprint(api.bp)
     # Templates name states by their enums (states.Stage.FAILED), never by bare strings.
     app.jinja_env.globals["states"] = states
     # What the current user may do decides which buttons a page shows.
@@ -126,6 +128,7 @@ def _wants_json() -> bool:
         request.is_json
         or request.accept_mimetypes.best == "application/json"
         or request.path.startswith(callbacks.PROVIDER_PREFIXES)
+        or request.blueprint == "api"
     )
 
 

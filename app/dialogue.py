@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import Call, Recording
+from .models import Call, Recording, SpeakerName, db
 from .states import TranscriptStatus
 
 
@@ -30,15 +30,69 @@ class Turn:
     words: tuple[Word, ...] = field(default=())
 
 
-def speaker_name(turn: dict[str, Any], recording: Recording) -> str:
-    """How a turn's speaker is called: a party for two-channel calls, else the diarized speaker."""
+def label_of(turn: dict[str, Any], recording: Recording) -> str | None:
+    """The transcript's own label for a turn's speaker: its channel ("1") or diarized speaker ("A")."""
     channel = str(turn.get("channel") or "")
     if channel and recording.channels == 2:
+        return channel
+    speaker = turn.get("speaker")
+    return str(speaker)[:16] if speaker else None
+
+
+def default_name(label: str | None, recording: Recording) -> str:
+    """How a speaker is called until a person names them: a party for two-channel calls."""
+    if label is None:
+        return "Speaker"
+    if recording.channels == 2 and label.isdigit():
         if recording.source == "DialVerb":
-            return {"1": "Caller", "2": "Answered by"}.get(channel, f"Channel {channel}")
-        return f"Channel {channel}"
-    label = turn.get("speaker")
-    return f"Speaker {label}" if label else "Speaker"
+            return {"1": "Caller", "2": "Answered by"}.get(label, f"Channel {label}")
+        return f"Channel {label}"
+    return f"Speaker {label}"
+
+
+def speaker_name(turn: dict[str, Any], recording: Recording) -> str:
+    """The name a person gave the turn's speaker, or the default one."""
+    label = label_of(turn, recording)
+    return recording.call.names.get(label or "") or default_name(label, recording)
+
+
+def speakers(call: Call) -> dict[str, str]:
+    """Every label the call's transcripts use, with the name it shows under (named or default)."""
+    found: dict[str, str] = {}
+    for recording in call.recordings:
+        transcript = recording.transcript
+        for turn in (transcript.utterances or []) if transcript else []:
+            label = label_of(turn, recording) if isinstance(turn, dict) else None
+            if label is not None and label not in found:
+                found[label] = call.names.get(label) or default_name(label, recording)
+    return found
+
+
+class NamingError(ValueError):
+    """A speaker name that cannot be stored; ``str()`` says why."""
+
+
+def rename(call: Call, names: dict[str, str]) -> dict[str, str]:
+    """Give speakers of ``call`` names (an empty name goes back to the default); returns every speaker."""
+    known = speakers(call)
+    for label, name in names.items():
+        if label not in known:
+            raise NamingError(
+                f"This call has no speaker {label!r}; it has {', '.join(sorted(known)) or 'none'}."
+            )
+        name = name.strip()
+        if len(name) > 80 or not name.isprintable():
+            raise NamingError("A name is at most 80 printable characters.")
+        existing = next((n for n in call.speaker_names if n.label == label), None)
+        if not name:
+            if existing is not None:
+                call.speaker_names.remove(existing)
+        elif existing is not None:
+            existing.name = name
+        else:
+            call.speaker_names.append(SpeakerName(label=label, name=name))
+    db.session.commit()
+    return speakers(call)
 
 
 def _words(items: Any) -> tuple[Word, ...]:

@@ -83,6 +83,14 @@ class Call(db.Model):
     recordings: Mapped[list[Recording]] = relationship(
         back_populates="call", order_by="Recording.id", lazy="selectin"
     )
+    speaker_names: Mapped[list[SpeakerName]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Speaker label -> the name a person gave it."""
+        return {n.label: n.name for n in self.speaker_names}
 
     @property
     def transcript(self) -> Transcript | None:
@@ -90,6 +98,19 @@ class Call(db.Model):
         transcripts = [r.transcript for r in self.recordings if r.transcript]
         done = [t for t in transcripts if t.status == TranscriptStatus.COMPLETED]
         return (done or transcripts or [None])[0]
+
+
+class SpeakerName(db.Model):
+    """A person's name for a speaker or a channel of one call ("Speaker A" -> "Dana")."""
+
+    __tablename__ = "speaker_names"
+    __table_args__ = (UniqueConstraint("call_id", "label"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    # The transcript's own label: a diarized speaker ("A") or a channel ("1").
+    label: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(80))
 
 
 class Recording(db.Model):

@@ -102,8 +102,26 @@ def call_detail(call_sid: str) -> str:
     return render_template(
         "call.html",
         call=call,
+        speakers=dialogue.speakers(call),
         refresh=any(r.stage in ACTIVE_STAGES for r in call.recordings),
     )
+
+
+@bp.post("/calls/<call_sid>/speakers")
+@requires(Permission.EDIT)
+def rename_speaker(call_sid: str) -> Response:
+    """The call page's form: name one speaker (fields ``label`` and ``name``)."""
+    call = db.session.scalar(select(Call).where(Call.call_sid == call_sid[:64]))
+    if call is None:
+        abort(404, "No such call.")
+    label, name = request.form.get("label") or "", request.form.get("name") or ""
+    try:
+        dialogue.rename(call, {label: name})
+    except dialogue.NamingError as refused:
+        flash(str(refused), "error")
+    else:
+        flash(f"Speaker {label} is now {name.strip()}." if name.strip() else "Name removed.", "info")
+    return redirect(url_for("pages.call_detail", call_sid=call.call_sid))  # type: ignore[return-value]
 
 
 @bp.get("/recordings/<row_id:recording_id>/audio")

@@ -699,3 +699,55 @@ def test_exports_need_a_login_and_a_known_call(client: FlaskClient, calls: Calls
     assert admin.get(f"/calls/{call_sid(99)}/transcript.txt").status_code == 404
     admin.post("/logout")
     assert client.get(f"/calls/{sid}/transcript.txt").status_code == 302
+
+
+# -- named speakers ----------------------------------------------------------------
+
+MONO = [{"speaker": "A", "text": "Hello, you reached Ada."}, {"speaker": "B", "text": "Hi, it is Bob."}]
+
+
+def test_a_renamed_speaker_shows_in_the_dialogue_and_every_export(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(1, "Hello, you reached Ada. Hi, it is Bob.", MONO)
+    renamed = admin.post(f"/calls/{sid}/speakers", data={"label": "A", "name": "Ada Lovelace"})
+    assert renamed.status_code == 302
+    shown = page(admin.get(f"/calls/{sid}"))
+    assert shown.by_class["who"] == ["Ada Lovelace", "Speaker B"]
+    text, _ = export(admin, sid, "txt")
+    assert "] Ada Lovelace: Hello, you reached Ada." in text
+    srt_text, _ = export(admin, sid, "srt")
+    assert "Ada Lovelace: Hello" in srt_text
+    body = json.loads(export(admin, sid, "json")[0])
+    assert body["recordings"][0]["dialogue"][0]["speaker"] == "Ada Lovelace"
+
+
+def test_the_api_names_several_speakers_and_an_empty_name_restores_the_default(
+    calls: Calls, admin: FlaskClient
+) -> None:
+    sid = calls.with_transcript(1, "Hello, you reached Ada. Hi, it is Bob.", MONO)
+    answer = admin.put(
+        f"/api/calls/{sid}/speakers",
+        json={"A": "Dana", "B": "Sam"},
+        headers={"X-CSRFToken": admin.csrf_token()},  # type: ignore[attr-defined]
+    )
+    assert answer.status_code == 200
+    assert answer.get_json()["speakers"] == {"A": "Dana", "B": "Sam"}
+    reset = admin.put(
+        f"/api/calls/{sid}/speakers",
+        json={"B": ""},
+        headers={"X-CSRFToken": admin.csrf_token()},  # type: ignore[attr-defined]
+    )
+    assert reset.get_json()["speakers"] == {"A": "Dana", "B": "Speaker B"}
+
+
+def test_naming_a_speaker_the_call_does_not_have_is_refused(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(1, "Hello, you reached Ada. Hi, it is Bob.", MONO)
+    csrf = {"X-CSRFToken": admin.csrf_token()}  # type: ignore[attr-defined]
+    unknown = admin.put(f"/api/calls/{sid}/speakers", json={"Z": "Zed"}, headers=csrf)
+    assert unknown.status_code == 422 and "no speaker 'Z'" in unknown.get_json()["error"]
+    malformed = admin.put(f"/api/calls/{sid}/speakers", json=["A", "Dana"], headers=csrf)
+    assert malformed.status_code == 400 and "error" in malformed.get_json()
+    too_long = admin.put(f"/api/calls/{sid}/speakers", json={"A": "x" * 81}, headers=csrf)
+    assert too_long.status_code == 422
+    missing = admin.put(f"/api/calls/{call_sid(99)}/speakers", json={"A": "Dana"}, headers=csrf)
+    assert missing.status_code == 404 and "error" in missing.get_json()
+    assert page(admin.get(f"/calls/{sid}")).by_class["who"] == ["Speaker A", "Speaker B"]
