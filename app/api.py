@@ -8,20 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
-from sqlalchemy import select
 
 from . import dialogue
 from .access import Permission, requires
-from .models import Call, db
+from .pages import find_call
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def find_call(call_sid: str) -> Call:
-    call = db.session.scalar(select(Call).where(Call.call_sid == call_sid[:64]))
-    if call is None:
-        abort(404, "No such call.")
-    return call
 
 
 @bp.put("/calls/<call_sid>/speakers")

@@ -17,11 +17,11 @@ from typing import Any
 import srt
 import webvtt
 from flask import Blueprint, Response, abort
-from sqlalchemy import select
 
 from . import dialogue
 from .access import Permission, requires
-from .models import Call, db
+from .models import Call
+from .pages import find_call
 
 bp = Blueprint("exports", __name__)
 
@@ -143,9 +143,7 @@ FORMATS = {
 def transcript(call_sid: str, fmt: str) -> Response:
     if fmt not in FORMATS:
         abort(404, "Exports are .txt, .srt, .vtt and .json.")
-    call = db.session.scalar(select(Call).where(Call.call_sid == call_sid[:64]))
-    if call is None:
-        abort(404, "No such call.")
+    call = find_call(call_sid)
     build, mimetype = FORMATS[fmt]
     filename = f"{call.call_sid}-{(call.started_at or call.created_at):%Y-%m-%d}.{fmt}"
     return Response(

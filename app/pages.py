@@ -93,12 +93,18 @@ def home() -> Any:
     )
 
 
-@bp.get("/calls/<call_sid>")
-@requires(Permission.READ)
-def call_detail(call_sid: str) -> str:
+def find_call(call_sid: str) -> Call:
+    """The call with this CallSid, or a 404: for every route that names a call."""
     call = db.session.scalar(select(Call).where(Call.call_sid == call_sid[:64]))
     if call is None:
         abort(404, "No such call.")
+    return call
+
+
+@bp.get("/calls/<call_sid>")
+@requires(Permission.READ)
+def call_detail(call_sid: str) -> str:
+    call = find_call(call_sid)
     return render_template(
         "call.html",
         call=call,
@@ -111,9 +117,7 @@ def call_detail(call_sid: str) -> str:
 @requires(Permission.EDIT)
 def rename_speaker(call_sid: str) -> Response:
     """The call page's form: name one speaker (fields ``label`` and ``name``)."""
-    call = db.session.scalar(select(Call).where(Call.call_sid == call_sid[:64]))
-    if call is None:
-        abort(404, "No such call.")
+    call = find_call(call_sid)
     label, name = request.form.get("label") or "", request.form.get("name") or ""
     try:
         dialogue.rename(call, {label: name})
