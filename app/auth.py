@@ -166,7 +166,10 @@ def _safe_next(target: str | None) -> str:
     """Only a path on this site: never redirect a user off-site after login."""
     # A control character (CR, LF, tab) is no part of a path, and would break the Location header.
     if target and target.isprintable():
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # "//host[" and such: no URL at all
+            return url_for("pages.home")
         local = target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target
         if local and not parts.scheme and not parts.netloc:
             return target

@@ -392,7 +392,7 @@ def test_login_redirects_only_on_site(app: Flask, next_: str) -> None:
     assert stays_on_site(location), f"next={next_!r} sent the browser to {location!r}"
 
 
-@pytest.mark.parametrize("next_", ["/calls/1\n", "/\rx", "/\t/evil.example"])
+@pytest.mark.parametrize("next_", ["/calls/1\n", "/\rx", "/\t/evil.example", "//evil.example[1"])
 def test_a_next_with_a_control_character_goes_home(app: Flask, next_: str) -> None:
     response = app.test_client().post(
         "/login?" + urlencode({"next": next_}),
