@@ -29,6 +29,7 @@ from . import (
     states,
     users,
     webhooks,
+    wording,
     worker,
 )
 from .config import NotConfigured, Settings
@@ -120,6 +121,10 @@ def register_blueprints(app: Flask) -> None:
     app.jinja_env.globals["states"] = states
     # What the current user may do decides which buttons a page shows.
     app.jinja_env.globals.update(may=access.may, Permission=access.Permission)
+    # People's words for Twilio's values (the raw value goes in a tooltip).
+    app.jinja_env.filters.update(
+        direction_label=wording.direction, source_label=wording.source, call_kind=wording.call_kind
+    )
 
 
 def _wants_json() -> bool:
