@@ -9,7 +9,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, has_request_context, jsonify, render_template, request
 from flask_migrate import Migrate
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
@@ -60,6 +60,10 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
     return app
 
 
+# Requests that only read: on SQLite their transactions never take the write lock.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def register_database(app: Flask, settings: Settings) -> None:
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -88,9 +92,13 @@ def register_database(app: Flask, settings: Settings) -> None:
 def _tune_sqlite(engine: Any) -> None:
     """WAL and a busy timeout, so gunicorn workers and the queue worker can all write.
 
-    Every transaction starts with BEGIN IMMEDIATE: a transaction that read
-    first and writes later would otherwise fail at once with "database is
+    A transaction that writes starts with BEGIN IMMEDIATE: one that read
+    first and wrote later would otherwise fail at once with "database is
     locked" when another process wrote in between, busy timeout or not.
+    A page read (GET, HEAD) starts a plain deferred BEGIN instead, and never
+    takes the write lock: a slow search must not hold up a webhook. A GET
+    that writes does so in a transaction of its own, whose first statement
+    is the write (app.tokens).
     """
 
     @event.listens_for(engine, "connect")
@@ -105,7 +113,8 @@ def _tune_sqlite(engine: Any) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = has_request_context() and request.method in READ_METHODS
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 def register_blueprints(app: Flask) -> None:

@@ -168,7 +168,7 @@ def unauthorized() -> Response:
     """Scripts and JSON clients get a 401 they can read; people get the login page."""
     if "Authorization" in request.headers:
         return _json_error("Invalid or expired API token.", 401)
-    if request.is_json or request.accept_mimetypes.best == "application/json":
+    if request.is_json or request.accept_mimetypes.best == "application/json" or request.blueprint == "api":
         return _json_error("Log in first.", 401)
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 

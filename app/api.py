@@ -9,11 +9,43 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
 
-from . import dialogue
+from . import dialogue, exports, listing
 from .access import Permission, requires
+from .models import utcnow
 from .pages import find_call
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.get("/calls")
+@requires(Permission.READ)
+def list_calls() -> Any:
+    """The calls list: the page's filters, search and cursor; ``{"calls": [...], "next": cursor|null}``.
+
+    ``updated_since`` (an ISO time) narrows it to calls that changed since:
+    the list page polls with it for live status. ``as_of`` is the server's
+    time of the answer, to ask from next time.
+    """
+    as_of = utcnow()
+    try:
+        filters, _ = listing.read_filters(request.args, strict=True)
+        limit, _ = listing.read_limit(request.args.get("limit"), strict=True)
+        before = listing.decode_cursor(request.args["before"]) if request.args.get("before") else None
+    except listing.BadFilter as bad:
+        abort(400, str(bad))
+    page = listing.list_calls(filters, before=before, limit=limit)
+    return jsonify(
+        calls=[call.as_json() for call in page.calls],
+        next=page.next,
+        as_of=as_of.isoformat().replace("+00:00", "Z"),
+    )
+
+
+@bp.get("/calls/<call_sid>")
+@requires(Permission.READ)
+def call_detail(call_sid: str) -> Any:
+    """One call with its recordings, transcripts, dialogue and speaker names."""
+    return jsonify(exports.call_document(find_call(call_sid)))
 
 
 @bp.put("/calls/<call_sid>/speakers")

@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
-from . import clients, jobs
+from . import clients, jobs, search
 from .models import Call, Recording, db, insert_ignore, move_forward, utcnow
 from .providers import ProviderError
 from .providers.twilio import PlacedCall
@@ -56,18 +56,33 @@ def _ensure_call(call_sid: str, account_sid: str | None) -> None:
     insert_ignore(Call, {"call_sid": call_sid, "account_sid": account_sid}, "call_sid")
 
 
+def _set_numbers(call_sid: str, from_number: str | None, to_number: str | None) -> None:
+    """Store the call's numbers; when they change, so does what search finds it by."""
+    numbers = {"from_number": from_number, "to_number": to_number}
+    numbers = {k: v for k, v in numbers.items() if v is not None}
+    if not numbers:
+        return
+    changed = db.session.execute(
+        update(Call)
+        .where(
+            Call.call_sid == call_sid,
+            or_(*(getattr(Call, k).is_distinct_from(v) for k, v in numbers.items())),
+        )
+        .values(**numbers)
+        .returning(Call.id)
+    ).scalar()
+    if changed is not None:
+        search.reindex(db.session.connection(), changed)
+
+
 def call_status_changed(change: CallUpdate) -> None:
     """Twilio's call status callback: keep the call's row up to date."""
     _ensure_call(change.call_sid, change.account_sid)
-    details = {
-        "direction": change.direction,
-        "from_number": change.from_number,
-        "to_number": change.to_number,
-        "duration": change.duration,
-    }
+    details = {"direction": change.direction, "duration": change.duration}
     details = {k: v for k, v in details.items() if v is not None}
     if details:
         db.session.execute(update(Call).where(Call.call_sid == change.call_sid).values(**details))
+    _set_numbers(change.call_sid, change.from_number, change.to_number)
     started = None
     if change.timestamp is not None and change.status == CallStatus.IN_PROGRESS:
         started = change.timestamp
@@ -89,14 +104,9 @@ def call_placed(placed: PlacedCall, *, account_sid: str, from_number: str, to_nu
     """A call Twilio accepted from /dial: store it, whichever of its callbacks came first."""
     _ensure_call(placed.sid, account_sid)
     db.session.execute(
-        update(Call)
-        .where(Call.call_sid == placed.sid)
-        .values(
-            direction=placed.direction or "outbound-api",
-            from_number=placed.from_number or from_number,
-            to_number=placed.to_number or to_number,
-        )
+        update(Call).where(Call.call_sid == placed.sid).values(direction=placed.direction or "outbound-api")
     )
+    _set_numbers(placed.sid, placed.from_number or from_number, placed.to_number or to_number)
     status = CallStatus(placed.status) if placed.status in CALL_STATUS_RANK else CallStatus.QUEUED
     move_forward(Call.status, status, Call.call_sid == placed.sid)
     db.session.commit()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import search
 from .models import Call, Recording, SpeakerName, db
 from .states import TranscriptStatus
 
@@ -91,6 +92,8 @@ def rename(call: Call, names: dict[str, str]) -> dict[str, str]:
             existing.name = name
         else:
             call.speaker_names.append(SpeakerName(label=label, name=name))
+    db.session.flush()
+    search.reindex(db.session.connection(), call.id)  # found by the new name at once
     db.session.commit()
     return speakers(call)
 

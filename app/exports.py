@@ -7,21 +7,24 @@ prefix, and long turns are split into cues of at most about 7 s and 2 lines.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import textwrap
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import srt
 import webvtt
-from flask import Blueprint, Response, abort
+from flask import Blueprint, Response, abort, request, stream_with_context, url_for
 
-from . import dialogue
+from . import dialogue, listing, wording
 from .access import Permission, requires
-from .models import Call
+from .models import Call, db, utcnow
 from .pages import find_call
+from .states import RecordingStatus
 
 bp = Blueprint("exports", __name__)
 
@@ -92,6 +95,11 @@ def vtt_export(call: Call) -> str:
 
 def json_export(call: Call) -> str:
     """The call, its recordings and their normalised transcripts."""
+    return json.dumps(call_document(call), indent=2, ensure_ascii=False)
+
+
+def call_document(call: Call) -> dict[str, Any]:
+    """A call as JSON: the export, and the API's ``GET /api/calls/<CallSid>``."""
     recordings = []
     for recording in call.recordings:
         transcript = recording.transcript
@@ -103,6 +111,12 @@ def json_export(call: Call) -> str:
                 "channels": recording.channels,
                 "duration_s": recording.duration,
                 "engine": recording.engine,
+                "source": recording.source,
+                "source_label": wording.source(recording.source),
+                "error": recording.last_error,
+                "audio_url": url_for("pages.recording_audio", recording_id=recording.id)
+                if recording.status == RecordingStatus.COMPLETED
+                else None,
                 "transcript": None
                 if transcript is None
                 else {
@@ -117,17 +131,18 @@ def json_export(call: Call) -> str:
                 "dialogue": [asdict(turn) for turn in dialogue.of_recording(recording)],
             }
         )
-    body: dict[str, Any] = {
+    return {
         "call_sid": call.call_sid,
         "direction": call.direction,
+        "direction_label": wording.call_kind(call.direction, [r.source for r in call.recordings]),
         "from": call.from_number,
         "to": call.to_number,
         "status": call.status,
         "started_at": (call.started_at or call.created_at).isoformat(),
         "duration_s": call.duration,
+        "speakers": dialogue.speakers(call),
         "recordings": recordings,
     }
-    return json.dumps(body, indent=2, ensure_ascii=False)
 
 
 FORMATS = {
@@ -149,6 +164,90 @@ def transcript(call_sid: str, fmt: str) -> Response:
     return Response(
         build(call),
         mimetype=mimetype,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+# -- the calls list as CSV ----------------------------------------------------
+
+CSV_COLUMNS = (
+    "call_sid",
+    "started_at",
+    "direction",
+    "from",
+    "to",
+    "status",
+    "duration_s",
+    "transcript_status",
+    "speakers",
+    "text",
+)
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_MAX_ROWS = 1_000_000
+
+
+def spreadsheet_safe(value: object) -> str:
+    """A cell as text, with a leading ' where a spreadsheet would take it for a formula."""
+    cell = "" if value is None else str(value)
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def csv_row(call: Call) -> list[str]:
+    transcript = call.transcript
+    status = listing.transcript_state(call.recordings)[1]
+    started = (call.started_at or call.created_at).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    cells = [
+        call.call_sid,
+        started,
+        call.direction,
+        call.from_number,
+        call.to_number,
+        call.status,
+        call.duration,
+        status,
+        "; ".join(dict.fromkeys(dialogue.speakers(call).values())),
+        transcript.text if transcript is not None and transcript.text else "",
+    ]
+    return [spreadsheet_safe(cell) for cell in cells]
+
+
+@bp.get("/calls.csv")
+@requires(Permission.READ)
+def calls_csv() -> Response:
+    """The calls list as CSV, with its filters and search: streamed, a batch of calls at a time."""
+    try:
+        filters, _ = listing.read_filters(request.args, strict=True)
+        limit = listing.read_limit(request.args.get("limit"), strict=True, high=CSV_MAX_ROWS)[0]
+    except listing.BadFilter as bad:
+        abort(400, str(bad))
+    limit = limit if request.args.get("limit") else None
+
+    def rows() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+
+        def flush() -> str:
+            text = buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            return text
+
+        writer.writerow(CSV_COLUMNS)
+        yield flush()
+        for batch in listing.every_call(filters, limit=limit):
+            for call in batch:
+                writer.writerow(csv_row(call))
+            yield flush()
+        db.session.rollback()
+
+    filename = f"calls-{utcnow():%Y-%m-%d}.csv"
+    return Response(
+        stream_with_context(rows()),
+        mimetype="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "private, no-store",

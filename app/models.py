@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -63,14 +64,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Call(db.Model):
     __tablename__ = "calls"
+    # The calls list pages newest first on (created_at, id), with no OFFSET.
+    __table_args__ = (Index("ix_calls_created_at_id", "created_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_sid: Mapped[str] = mapped_column(String(34), unique=True)
     account_sid: Mapped[str | None] = mapped_column(String(34))
     direction: Mapped[str | None] = mapped_column(String(32))
     # Caller ids may be "Anonymous", "client:alice" or a SIP URI: free text.
-    from_number: Mapped[str | None] = mapped_column(String(255))
-    to_number: Mapped[str | None] = mapped_column(String(255))
+    from_number: Mapped[str | None] = mapped_column(String(255), index=True)
+    to_number: Mapped[str | None] = mapped_column(String(255), index=True)
     status: Mapped[str | None] = mapped_column(String(16))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     duration: Mapped[int | None] = mapped_column(Integer)
@@ -78,7 +81,8 @@ class Call(db.Model):
     # recording callback had come; NULL until then.
     recordings_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # The list's live status asks for calls changed since a moment.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, index=True)
 
     recordings: Mapped[list[Recording]] = relationship(
         back_populates="call", order_by="Recording.id", lazy="selectin"
@@ -147,7 +151,7 @@ class Recording(db.Model):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, index=True)
 
     call: Mapped[Call] = relationship(back_populates="recordings")
     transcript: Mapped[Transcript | None] = relationship(back_populates="recording", lazy="selectin")

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
@@ -19,22 +20,19 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import or_, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import callbacks, clients, dialing, dialogue, pipeline
+from . import callbacks, clients, dialing, dialogue, listing, pipeline
 from .access import Permission, public, requires
 from .config import current_settings
-from .models import Call, Recording, Transcript, db
-from .numbers import whole_number
+from .models import Call, Recording, db, utcnow
 from .providers import ProviderError
 from .providers.twilio import RangeNotSatisfiable
-from .states import ACTIVE_STAGES, RecordingStatus, Stage
+from .states import ACTIVE_STAGES, CallStatus, RecordingStatus, Stage
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
-PAGE_SIZE = 50
-LAST_PAGE = 100_000  # no one reads further back; the bound keeps OFFSET within any integer
 
 
 def webhook_urls() -> list[tuple[str, str]]:
@@ -57,39 +55,53 @@ def _dial_refused(reason: str) -> None:
 
 @bp.get("/")
 @requires(Permission.READ, open_until_configured=True)
-def home() -> Any:
+def home(status: int = 200, dial_error: str | None = None) -> Any:
+    """The calls list: filters, search and keyset pages (:mod:`app.listing`).
+
+    A value that means nothing is dropped with a sentence saying so; an old
+    ``?page=N`` link goes to the first page of the same list.
+    """
     settings = current_settings()
     if not current_user.is_authenticated:
         # Nothing to protect yet, and the newcomer needs to see what to set.
         return render_template("setup.html", missing=settings.missing(), urls=webhook_urls())
-    query = (request.args.get("q") or "").strip()[:200]
-    page = whole_number(request.args.get("page"), low=1, high=LAST_PAGE) or 1
-    statement = select(Call).order_by(Call.created_at.desc(), Call.id.desc())
-    if query:
-        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        statement = (
-            statement.outerjoin(Recording, Recording.call_id == Call.id)
-            .outerjoin(Transcript, Transcript.recording_id == Recording.id)
-            .where(
-                or_(
-                    Transcript.text.ilike(pattern, escape="\\"),
-                    Call.from_number.ilike(pattern, escape="\\"),
-                    Call.to_number.ilike(pattern, escape="\\"),
-                )
-            )
-            .distinct()
-        )
-    rows = db.session.scalars(statement.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
-    return render_template(
-        "calls.html",
-        calls=rows[:PAGE_SIZE],
-        more=len(rows) > PAGE_SIZE,
-        page=page,
-        query=query,
-        missing=settings.missing(),
-        urls=webhook_urls(),
-        refresh=any(r.stage in ACTIVE_STAGES for c in rows for r in c.recordings),
-        request_key=dialing.new_request_key(),
+    if "page" in request.args and request.method == "GET":
+        kept = {k: request.args.getlist(k) for k in request.args if k not in ("page", "before")}
+        return redirect(url_for("pages.home", **kept))
+    filters, notices = listing.read_filters(request.args, strict=False)
+    limit, problems = listing.read_limit(request.args.get("limit"), strict=False)
+    notices += problems
+    before = None
+    if request.args.get("before"):
+        try:
+            before = listing.decode_cursor(request.args["before"])
+        except listing.BadFilter as bad:
+            notices.append(f"{bad} Showing the newest calls.")
+    page = listing.list_calls(filters, before=before, limit=limit)
+    count, more = listing.count_calls(filters)
+    link_args = filters.link_args()
+    if limit != listing.DEFAULT_LIMIT:
+        link_args["limit"] = [str(limit)]
+    return (
+        render_template(
+            "calls.html",
+            page=page,
+            filters=filters,
+            count=count,
+            more_than=more,
+            notices=notices,
+            link_args=link_args,
+            first_page=before is None,
+            as_of=utcnow().isoformat().replace("+00:00", "Z"),
+            statuses=list(CallStatus),
+            missing=settings.missing(),
+            urls=webhook_urls(),
+            request_key=dialing.new_request_key(),
+            dial_error=dial_error,
+            dial_to=_requested_number() if dial_error else None,
+            live_query=urlencode(link_args, doseq=True),
+        ),
+        status,
     )
 
 
@@ -232,8 +244,7 @@ def dial() -> Any:
     if "call_sid" in answer.body:
         flash(f"Calling {answer.body['to']}.", "info")
         return redirect(url_for("pages.call_detail", call_sid=answer.body["call_sid"]))
-    flash(answer.body["error"], "error")
-    return home(), answer.status
+    return home(answer.status, dial_error=answer.body["error"])
 
 
 def _requested_number() -> str:
@@ -286,28 +297,6 @@ def recording_state(recording: Recording) -> str:
 
 def _code(code: str | None) -> str:
     return f" (Twilio error {code})." if code else "."
-
-
-# How far a call's best recording got, as the calls list says it.
-CALL_TRANSCRIPT_STATE = {
-    Stage.TRANSCRIBED: "done",
-    Stage.SUBMITTED: "transcribing",
-    Stage.DELIVERED: "submitting",
-    Stage.PENDING: "queued",
-    Stage.FAILED: "failed",
-}
-NO_STAGE_STATE = {RecordingStatus.ABSENT: "no audio", RecordingStatus.FAILED: "recording failed"}
-
-
-@bp.app_template_filter("transcript_state")
-def transcript_state(call: Call) -> str:
-    if not call.recordings:
-        return "no recording"
-    order = [*CALL_TRANSCRIPT_STATE, None]
-    best = min(call.recordings, key=lambda r: order.index(r.stage) if r.stage in order else len(order))
-    if best.stage is None:
-        return NO_STAGE_STATE.get(best.status or "", "recording")
-    return CALL_TRANSCRIPT_STATE[Stage(best.stage)]
 
 
 @bp.app_template_filter("speaker")

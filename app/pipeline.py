@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from . import callbacks, clients, jobs
+from . import callbacks, clients, jobs, search
 from .config import WEBHOOK_HEADER_NAME, NotConfigured, Settings, current_settings
 from .models import Recording, Transcript, db, insert_ignore, move_forward, utcnow
 from .providers import ProviderError
@@ -344,13 +344,17 @@ def store_transcript(recording_id: int, result: TranscriptResult) -> None:
         )
     elif result.status == TranscriptStatus.ERROR:
         values.update(error=(result.error or "unknown error")[:2000], completed_at=utcnow())
-    move_forward(
+    moved = move_forward(
         Transcript.status,
         result.status,
         Transcript.recording_id == recording_id,
         Transcript.transcript_id == result.id,
         **values,
     )
+    if moved and result.status == TranscriptStatus.COMPLETED:
+        # Found by search from the moment it is stored: the same transaction.
+        call_id = db.session.scalar(select(Recording.call_id).where(Recording.id == recording_id))
+        search.reindex(db.session.connection(), call_id)
     db.session.commit()
     if result.status == TranscriptStatus.COMPLETED:
         _move(recording_id, None, Stage.TRANSCRIBED, last_error=None)

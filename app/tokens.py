@@ -119,15 +119,20 @@ def authenticate(token: str) -> SessionUser | None:
     row, user = found
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         return None
-    if row.last_used_at is None or row.last_used_at < now - LAST_USE_EVERY:
-        db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-    db.session.commit()
-    return SessionUser(
+    signed_in = SessionUser(
         Account(user.username, user.password_hash, Role(user.role)),
         generation=0,  # a token is no session: it ends when revoked or expired
         token_id=row.id,
         scopes=frozenset(row.scopes.split()),
     )
+    stale = row.last_used_at is None or row.last_used_at < now - LAST_USE_EVERY
+    # The read ends first: on SQLite a GET reads without the write lock, and
+    # a write that starts its own transaction waits its turn for it.
+    db.session.commit()
+    if stale:
+        db.session.execute(update(ApiToken).where(ApiToken.id == signed_in.token_id).values(last_used_at=now))
+        db.session.commit()
+    return signed_in
 
 
 def describe(row: ApiToken) -> str:

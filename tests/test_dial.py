@@ -240,7 +240,7 @@ def test_twilio_refusing_our_caller_id_shows_on_the_dashboard(
     response = client.post("/dial", data={"to": CALLEE})
     assert response.status_code == 502
     assert response.mimetype == "text/html"
-    (flashed,) = re.findall(r'<p class="flash error"[^>]*>([^<]*)</p>', page_text(response))
+    (flashed,) = re.findall(r'<p id="dial-error" class="error"[^>]*>([^<]*)</p>', page_text(response))
     assert flashed.startswith(
         "Twilio refused the call: Unable to create record: The source phone number provided, +14155550111, "
         "is not yet verified for your account."

@@ -62,8 +62,13 @@ class _PageParser(HTMLParser):
         # One entry per open element: the classes it opened text capture for.
         self._open: list[tuple[str, list[str]]] = []
         self._captures: dict[str, list[str]] = {}
+        self._template = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "template":  # inert until a script uses it, as in a browser
+            self._template += 1
+        if self._template:
+            return
         if tag == "tr":
             self.rows.append([])
         elif tag == "td":
@@ -76,6 +81,9 @@ class _PageParser(HTMLParser):
         self._open.append((tag, classes))
 
     def handle_endtag(self, tag: str) -> None:
+        if self._template:
+            self._template -= tag == "template"
+            return
         if tag == "td" and self._cell is not None and self.rows:
             self.rows[-1].append(_squash("".join(self._cell)))
             self._cell = None
@@ -87,6 +95,8 @@ class _PageParser(HTMLParser):
                 break
 
     def handle_data(self, data: str) -> None:
+        if self._template:
+            return
         self.text.append(data)
         if self._cell is not None:
             self._cell.append(data)
@@ -331,7 +341,7 @@ def test_calls_list_shows_every_column(calls: Calls, admin: FlaskClient) -> None
     )
     calls.with_transcript(1, text, CallDuration="42", Timestamp="Sun, 22 Nov 2026 10:00:47 +0000")
     (row,) = page(admin.get("/")).rows
-    assert row[:7] == ["2026-11-22 10:00", "inbound", CALLER, TWILIO_NUMBER, "completed", "42 s", "done"]
+    assert row[:7] == ["2026-11-22 10:00", "Voicemail", CALLER, TWILIO_NUMBER, "completed", "42 s", "done"]
     assert row[7].startswith("Hello, this is Ada calling about the invoice for November.")
     assert "goodbye-marker" not in row[7]
 

@@ -3,6 +3,8 @@ import logging
 from alembic import context
 from flask import current_app
 
+from app import search
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -86,6 +88,8 @@ def run_migrations_online():
     conf_args = current_app.extensions['migrate'].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    # The full-text search tables are made by migration 0009, not from a model.
+    conf_args.setdefault("include_name", search.include_name)
 
     connectable = get_engine()
 

@@ -66,6 +66,9 @@ CASES = [
     ),
     Case("users.revoke", Permission.MANAGE_USERS, "POST", "/tokens/1/revoke", form={}),
     Case("exports.transcript", Permission.READ, "GET", f"/calls/{call_sid(1)}/transcript.srt"),
+    Case("exports.calls_csv", Permission.READ, "GET", "/calls.csv"),
+    Case("api.list_calls", Permission.READ, "GET", "/api/calls"),
+    Case("api.call_detail", Permission.READ, "GET", f"/api/calls/{call_sid(1)}"),
     Case(
         "pages.rename_speaker", Permission.EDIT, "POST", f"/calls/{call_sid(1)}/speakers", form={"label": "A"}
     ),
