@@ -15,10 +15,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from . import clients, jobs, search
-from .models import Call, Recording, db, insert_ignore, move_forward, utcnow
+from .models import Call, Recording, db, insert_ignore, move_forward, record_event, utcnow
 from .providers import ProviderError
 from .providers.twilio import PlacedCall
-from .states import CALL_STATUS_RANK, FINAL_RECORDING_STATUSES, CallStatus, RecordingStatus, Stage
+from .states import (
+    CALL_STATUS_RANK,
+    FINAL_RECORDING_STATUSES,
+    CallStatus,
+    EventKind,
+    RecordingStatus,
+    Stage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +103,8 @@ def call_status_changed(change: CallUpdate) -> None:
             .where(Call.call_sid == change.call_sid, Call.started_at.is_(None))
             .values(started_at=started)
         )
-    move_forward(Call.status, change.status, Call.call_sid == change.call_sid)
+    if move_forward(Call.status, change.status, Call.call_sid == change.call_sid):
+        record_event(EventKind.CALL, change.status, Call.call_sid == change.call_sid)
     db.session.commit()
 
 
@@ -108,7 +116,8 @@ def call_placed(placed: PlacedCall, *, account_sid: str, from_number: str, to_nu
     )
     _set_numbers(placed.sid, placed.from_number or from_number, placed.to_number or to_number)
     status = CallStatus(placed.status) if placed.status in CALL_STATUS_RANK else CallStatus.QUEUED
-    move_forward(Call.status, status, Call.call_sid == placed.sid)
+    if move_forward(Call.status, status, Call.call_sid == placed.sid):
+        record_event(EventKind.CALL, status, Call.call_sid == placed.sid)
     db.session.commit()
     call = db.session.scalar(select(Call).where(Call.call_sid == placed.sid))
     assert call is not None
@@ -143,6 +152,8 @@ def recording_status_changed(change: RecordingUpdate) -> None:
     moved = move_forward(
         Recording.status, change.status, Recording.recording_sid == change.recording_sid, **values
     )
+    if moved:
+        record_event(EventKind.RECORDING, change.status, Recording.recording_sid == change.recording_sid)
     recording_id = db.session.scalar(
         select(Recording.id).where(Recording.recording_sid == change.recording_sid)
     )

@@ -25,13 +25,17 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     case,
+    insert,
+    literal,
+    null,
     or_,
+    select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column, relationship
 
-from .states import RANKS, TranscriptStatus
+from .states import RANKS, EventKind, TranscriptStatus
 
 
 class Base(DeclarativeBase):
@@ -90,6 +94,10 @@ class Call(db.Model):
     speaker_names: Mapped[list[SpeakerName]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
     )
+    # Read by the call page only: loaded when asked for.
+    events: Mapped[list[CallEvent]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="(CallEvent.at, CallEvent.id)"
+    )
 
     @property
     def names(self) -> dict[str, str]:
@@ -115,6 +123,24 @@ class SpeakerName(db.Model):
     # The transcript's own label: a diarized speaker ("A") or a channel ("1").
     label: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(80))
+
+
+class CallEvent(db.Model):
+    """One real move of a call's status, or of one of its recordings' status or stage: its history.
+
+    Written by :func:`record_event` in the transaction of the move, and only
+    when the conditional UPDATE moved a row, so that a duplicate or late
+    callback leaves no trace here.
+    """
+
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    recording_id: Mapped[int | None] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # app.states.EventKind
+    status: Mapped[str] = mapped_column(String(16))  # the CallStatus, RecordingStatus or Stage moved to
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Recording(db.Model):
@@ -304,3 +330,18 @@ def move_forward(
     model = column.class_
     statement = update(model).where(*where, rank_below(column, status)).values({column.key: status, **values})
     return db.session.execute(statement).rowcount  # type: ignore[attr-defined, no-any-return]
+
+
+def record_event(kind: EventKind, status: StrEnum, *where: ColumnElement[bool]) -> None:
+    """Add to the history of the call, or of the recording, that ``where`` picks: one INSERT ... SELECT.
+
+    ``where`` is on :class:`Recording` for the recording kinds, on :class:`Call`
+    for a call's status. Called right after a move, in its transaction.
+    """
+    if kind == EventKind.CALL:
+        source = select(Call.id, null(), literal(str(kind)), literal(str(status)))
+    else:
+        source = select(Recording.call_id, Recording.id, literal(str(kind)), literal(str(status)))
+    db.session.execute(
+        insert(CallEvent).from_select(["call_id", "recording_id", "kind", "status"], source.where(*where))
+    )

@@ -26,7 +26,7 @@ from sqlalchemy import or_, select, update
 
 from . import callbacks, clients, jobs, search
 from .config import WEBHOOK_HEADER_NAME, NotConfigured, Settings, current_settings
-from .models import Recording, Transcript, db, insert_ignore, move_forward, utcnow
+from .models import Recording, Transcript, db, insert_ignore, move_forward, record_event, utcnow
 from .providers import ProviderError
 from .providers.transcription import (
     AudioStream,
@@ -35,7 +35,7 @@ from .providers.transcription import (
     TranscriptionOptions,
     TranscriptResult,
 )
-from .states import FINAL_TRANSCRIPT_STATUSES, Stage, TranscriptStatus, stages_leading_to
+from .states import FINAL_TRANSCRIPT_STATUSES, EventKind, Stage, TranscriptStatus, stages_leading_to
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,9 @@ def _move(
             **values,
         )
     ).rowcount
+    if moved:
+        kind = EventKind.RETRY if allowed == (Stage.FAILED,) else EventKind.STAGE
+        record_event(kind, to, Recording.id == recording_id)
     db.session.commit()
     return bool(moved)
 

@@ -113,6 +113,15 @@ RANKS: Mapping[type[StrEnum], Mapping[str, int]] = {
 }
 
 
+class EventKind(StrEnum):
+    """What moved, for a call's history (``call_events.kind``); the status it moved to is beside it."""
+
+    CALL = "call"  # the call's status (CallStatus)
+    RECORDING = "recording"  # a recording's status (RecordingStatus)
+    STAGE = "stage"  # a recording's stage in our pipeline (Stage)
+    RETRY = "retry"  # a person's retry took a failed recording back to a stage
+
+
 class DialOutcome(StrEnum):
     """What came of a /dial attempt (its audit row)."""
 
