@@ -40,15 +40,35 @@ def label_of(turn: dict[str, Any], recording: Recording) -> str | None:
     return str(speaker)[:16] if speaker else None
 
 
+# Twilio's direction of a call placed through our /dial (its callee is recorded, mono).
+DIALLED_FROM_HERE = "outbound-api"
+
+
 def default_name(label: str | None, recording: Recording) -> str:
-    """How a speaker is called until a person names them: a party for two-channel calls."""
-    if label is None:
-        return "Speaker"
-    if recording.channels == 2 and label.isdigit():
+    """How a speaker is called until a person names them: a party, where the call says which.
+
+    A forwarded call's two channels are the caller and the person who
+    answered (you). One voice on a mono recording is the caller who left a
+    voicemail, or the person a /dial call reached. Otherwise the
+    transcript's own letters ("Speaker A").
+    """
+    if recording.channels == 2 and label is not None and label.isdigit():
         if recording.source == "DialVerb":
-            return {"1": "Caller", "2": "Answered by"}.get(label, f"Channel {label}")
+            return {"1": "Caller", "2": "You"}.get(label, f"Channel {label}")
         return f"Channel {label}"
-    return f"Speaker {label}"
+    if len(_labels(recording)) <= 1:
+        if recording.call.direction == DIALLED_FROM_HERE:
+            return "Person called"
+        if recording.source == "RecordVerb":
+            return "Caller"
+    return f"Speaker {label}" if label is not None else "Speaker"
+
+
+def _labels(recording: Recording) -> set[str]:
+    """The speaker labels a recording's transcript uses."""
+    transcript = recording.transcript
+    turns = (transcript.utterances or []) if transcript else []
+    return {label for turn in turns if isinstance(turn, dict) and (label := label_of(turn, recording))}
 
 
 def speaker_name(turn: dict[str, Any], recording: Recording) -> str:
@@ -129,7 +149,7 @@ def of_recording(recording: Recording) -> list[Turn]:
     if not transcript.text:
         return []
     end = words[-1].end if words else int((transcript.audio_duration or 0) * 1000)
-    return [Turn("Speaker", words[0].start if words else 0, end, transcript.text, words)]
+    return [Turn(default_name(None, recording), words[0].start if words else 0, end, transcript.text, words)]
 
 
 def of_call(call: Call) -> list[Turn]:

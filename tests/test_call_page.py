@@ -25,7 +25,7 @@ from tests.helpers import (
     recording_sid,
     run_jobs,
 )
-from tests.test_pages import Calls, a_failed_recording
+from tests.test_pages import Calls, a_failed_recording, page
 
 
 @pytest.fixture
@@ -128,3 +128,49 @@ def test_two_workers_storing_one_transcript_add_one_event(
         pipeline.store_transcript(recording_id, result)
         pipeline.store_transcript(recording_id, result)
     assert history(app, call_sid(1)).count(("stage", "transcribed")) == 1
+
+
+# -- who is speaking -----------------------------------------------------------------
+
+
+def speakers_on(admin: FlaskClient, sid: str) -> list[str]:
+    return page(admin.get(f"/calls/{sid}")).by_class["who"]
+
+
+def test_a_voicemail_with_one_voice_is_the_caller_on_the_page_and_in_exports(
+    calls: Calls, admin: FlaskClient
+) -> None:
+    sid = calls.with_transcript(1, "Hi, it is Bob, please call me back.", source="RecordVerb")
+    assert speakers_on(admin, sid) == ["Caller"]
+    text = admin.get(f"/calls/{sid}/transcript.txt").get_data(as_text=True)
+    assert "] Caller: Hi, it is Bob, please call me back." in text
+
+
+def test_a_voicemail_with_two_voices_keeps_the_transcripts_letters(calls: Calls, admin: FlaskClient) -> None:
+    turns = [{"speaker": "A", "text": "Hello."}, {"speaker": "B", "text": "Hi."}]
+    sid = calls.with_transcript(1, "Hello. Hi.", turns)
+    assert speakers_on(admin, sid) == ["Speaker A", "Speaker B"]
+
+
+def test_the_one_voice_of_a_dialled_call_is_the_person_called(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(1, "Yes, this is Dana speaking.", Direction="outbound-api")
+    assert speakers_on(admin, sid) == ["Person called"]
+    body = admin.get(f"/calls/{sid}/transcript.json").get_json()
+    assert [t["speaker"] for t in body["recordings"][0]["dialogue"]] == ["Person called"]
+
+
+def test_a_name_given_to_the_one_voice_wins_over_caller(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(1, "Hi, it is Bob.", source="RecordVerb")
+    assert admin.post(f"/calls/{sid}/speakers", data={"label": "A", "name": "Bob"}).status_code == 302
+    assert speakers_on(admin, sid) == ["Bob"]
+
+
+def test_a_forwarded_calls_channels_are_the_caller_and_you(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(
+        1,
+        "Is the shop open? Yes.",
+        [{"channel": 1, "text": "Is the shop open?"}, {"channel": 2, "text": "Yes."}],
+        channels=2,
+        source="DialVerb",
+    )
+    assert speakers_on(admin, sid) == ["Caller", "You"]

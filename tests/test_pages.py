@@ -408,7 +408,7 @@ def test_call_page_labels_the_channels_of_a_forwarded_call(calls: Calls, admin: 
     shown = page(admin.get(f"/calls/{sid}"))
     assert list(zip(shown.by_class["who"], shown.by_class["said"], strict=True)) == [
         ("Caller", "Is the shop open?"),
-        ("Answered by", "Yes, until six."),
+        ("You", "Yes, until six."),
     ]
 
 
@@ -662,7 +662,7 @@ def test_the_transcript_downloads_as_a_dialogue_with_times(calls: Calls, admin: 
     lines = text.splitlines()
     assert lines[0].startswith(f"Call {sid}:")
     assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] Caller: Is the shop open today, .*", lines[2])
-    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] Answered by: Yes, until six\.", lines[3])
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] You: Yes, until six\.", lines[3])
 
 
 def test_subtitles_name_the_speaker_and_split_long_turns(calls: Calls, admin: FlaskClient) -> None:
@@ -672,7 +672,7 @@ def test_subtitles_name_the_speaker_and_split_long_turns(calls: Calls, admin: Fl
     parsed = webvtt.from_buffer(io.StringIO(srt_text), format="srt")  # not the library that wrote it
     texts = [c.text for c in parsed.captions]
     assert texts[0].startswith("Caller: Is the shop open")
-    assert texts[-1] == "Answered by: Yes, until six."
+    assert texts[-1] == "You: Yes, until six."
     assert len(texts) >= 3, "the long first turn is split"
     for caption in parsed.captions:
         assert caption.end_in_seconds - caption.start_in_seconds <= 7.5
@@ -698,7 +698,7 @@ def test_the_json_export_holds_the_call_its_recordings_and_the_dialogue(
     assert body["call_sid"] == sid
     (recording,) = body["recordings"]
     assert recording["engine"] == "assemblyai" and recording["transcript"]["status"] == "completed"
-    assert [t["speaker"] for t in recording["dialogue"]] == ["Caller", "Answered by"]
+    assert [t["speaker"] for t in recording["dialogue"]] == ["Caller", "You"]
     assert recording["dialogue"][0]["words"][0]["text"] == "Is"
     assert recording["transcript"]["words"], "the normalised words"
 

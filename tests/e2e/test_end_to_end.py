@@ -495,7 +495,7 @@ def test_dashboard_shows_both_transcripts_after_login(run: Run, service: Service
             speakers = texts(page.text, "who")
             assert len(speakers) == len(call.lines) and all(speakers), speakers
             if call.channels == 2:
-                assert speakers == ["Answered by", "Caller"], speakers
+                assert speakers == ["You", "Caller"], speakers
 
 
 @pytest.mark.browser
@@ -528,7 +528,7 @@ def test_browser_logs_in_and_reads_the_forwarded_call(run: Run, service: Service
             lines = page.locator("ol.dialogue > li")
             expect(lines).to_have_count(2)
             expect(lines.locator(".said")).to_have_text(run.forwarded.lines)
-            expect(lines.locator(".who")).to_have_text(["Answered by", "Caller"])
+            expect(lines.locator(".who")).to_have_text(["You", "Caller"])
             expect(page.locator("p.transcript")).to_have_text(run.forwarded.text)
             page.screenshot(path=str(tmp_path / "forwarded-call.png"), full_page=True)
         finally:
