@@ -132,7 +132,10 @@ def register_blueprints(app: Flask) -> None:
     app.jinja_env.globals.update(may=access.may, Permission=access.Permission)
     # People's words for Twilio's values (the raw value goes in a tooltip).
     app.jinja_env.filters.update(
-        direction_label=wording.direction, source_label=wording.source, call_kind=wording.call_kind
+        direction_label=wording.direction,
+        source_label=wording.source,
+        call_kind=wording.call_kind,
+        engine_label=wording.engine,
     )
 
 

@@ -21,6 +21,11 @@ class Word:
     end: int
     confidence: float | None
 
+    @property
+    def low(self) -> bool:
+        """The engine was unsure of this word."""
+        return self.confidence is not None and self.confidence < LOW_CONFIDENCE
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -118,6 +123,10 @@ def rename(call: Call, names: dict[str, str]) -> dict[str, str]:
     return speakers(call)
 
 
+# Below this a word is marked as one the engine was unsure of.
+LOW_CONFIDENCE = 0.5
+
+
 def _words(items: Any) -> tuple[Word, ...]:
     if not isinstance(items, list):
         return ()
@@ -125,6 +134,24 @@ def _words(items: Any) -> tuple[Word, ...]:
         Word(str(w.get("text") or ""), int(w.get("start") or 0), int(w.get("end") or 0), w.get("confidence"))
         for w in items
         if isinstance(w, dict)
+    )
+
+
+def _words_of(turn: dict[str, Any], transcript_words: Any) -> tuple[Word, ...]:
+    """A turn's own words; else the transcript's words within its time (and on its channel)."""
+    own = _words(turn.get("words"))
+    if own or not isinstance(transcript_words, list):
+        return own
+    start, end, channel = int(turn.get("start") or 0), int(turn.get("end") or 0), turn.get("channel")
+    return _words(
+        [
+            w
+            for w in transcript_words
+            if isinstance(w, dict)
+            and start <= int(w.get("start") or 0)
+            and int(w.get("end") or 0) <= end
+            and (channel is None or w.get("channel") is None or str(w.get("channel")) == str(channel))
+        ]
     )
 
 
@@ -140,7 +167,7 @@ def of_recording(recording: Recording) -> list[Turn]:
                 int(u.get("start") or 0),
                 int(u.get("end") or 0),
                 str(u.get("text") or ""),
-                _words(u.get("words")),
+                _words_of(u, transcript.words),
             )
             for u in transcript.utterances
             if isinstance(u, dict)

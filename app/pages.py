@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,13 +24,13 @@ from flask_login import current_user
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import callbacks, clients, dialing, dialogue, listing, pipeline
+from . import callbacks, clients, dialing, dialogue, listing, pipeline, wording
 from .access import Permission, public, requires
 from .config import current_settings
-from .models import Call, Recording, db, utcnow
+from .models import Call, CallEvent, Recording, db, utcnow
 from .providers import ProviderError
 from .providers.twilio import RangeNotSatisfiable
-from .states import ACTIVE_STAGES, CallStatus, RecordingStatus, Stage
+from .states import ACTIVE_STAGES, CallStatus, RecordingStatus, Stage, TranscriptStatus
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -121,6 +122,8 @@ def call_detail(call_sid: str) -> str:
         "call.html",
         call=call,
         speakers=dialogue.speakers(call),
+        turns={r.id: dialogue.of_recording(r) for r in call.recordings},
+        history=call.events,
         refresh=any(r.stage in ACTIVE_STAGES for r in call.recordings),
     )
 
@@ -299,6 +302,72 @@ def _code(code: str | None) -> str:
     return f" (Twilio error {code})." if code else "."
 
 
-@bp.app_template_filter("speaker")
-def speaker(turn: dict[str, Any], recording: Recording) -> str:
-    return dialogue.speaker_name(turn, recording)
+@dataclass(frozen=True)
+class Problem:
+    """What went wrong with a recording, for the person reading its page."""
+
+    explanation: str  # our plain words
+    detail: str | None = None  # the provider's own words, shown as they are (escaped)
+    retry: bool = False  # whether "Try again" can help
+    twilio_error: str | None = None  # a Twilio error code, linked to Twilio's page for it
+
+
+@bp.app_template_filter("problem")
+def problem(recording: Recording) -> Problem | None:
+    """Why a recording has no transcript, when something stopped it; None while all is well."""
+    if recording.status == RecordingStatus.ABSENT:
+        return Problem(
+            "Twilio kept no audio: the call was too short or silent to record. "
+            "There is nothing to transcribe, so trying again would not help.",
+            twilio_error=recording.error_code,
+        )
+    if recording.status == RecordingStatus.FAILED:
+        return Problem(
+            "Twilio could not make the recording, so there is no audio to transcribe.",
+            twilio_error=recording.error_code,
+        )
+    if recording.stage != Stage.FAILED:
+        return None
+    transcript = recording.transcript
+    if transcript is not None and transcript.status == TranscriptStatus.ERROR:
+        return Problem("AssemblyAI could not transcribe the audio. It said:", transcript.error, retry=True)
+    if transcript is not None:
+        return Problem(
+            "AssemblyAI has the transcript, but we could not read it from there.",
+            recording.last_error,
+            retry=True,
+        )
+    return Problem(
+        "We could not fetch the audio from Twilio or send it to AssemblyAI.", recording.last_error, retry=True
+    )
+
+
+@bp.app_template_filter("event_words")
+def event_words(event: CallEvent) -> str:
+    return wording.event(event.kind, event.status)
+
+
+@bp.app_template_filter("clock")
+def clock(ms: int) -> str:
+    """A time into a recording as people read it: 1:05, or 1:02:05 past the hour."""
+    minutes, seconds = divmod(max(0, ms) // 1000, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+@bp.app_template_filter("seconds")
+def seconds(ms: int) -> str:
+    """Milliseconds as the seconds an audio element's currentTime takes: 1240 -> "1.24"."""
+    return f"{max(0, ms) / 1000:.3f}".rstrip("0").rstrip(".")
+
+
+@bp.app_template_filter("duration_words")
+def duration_words(total: int | None) -> str:
+    """A duration in seconds, in words: "42 s", "3 min 5 s", "1 h 2 min"."""
+    if total is None:
+        return "—"
+    minutes, rest = divmod(total, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"

@@ -102,7 +102,8 @@ class FakeAssemblyAI(FakeHTTPServer):
 
         Utterances are dicts with "text" and "speaker" ("A", "B") and/or
         "channel" (1, 2); the other form is derived, so one registration
-        serves both speaker_labels and multichannel requests.
+        serves both speaker_labels and multichannel requests. An utterance's
+        "unsure" ({"word": 0.42}) gives those words that confidence.
         """
         with self.lock:
             self._results_by_audio[bytes(audio_bytes)] = {
@@ -597,7 +598,7 @@ def _build_result(
                 "text": token,
                 "start": cursor,
                 "end": end,
-                "confidence": round(0.9 + (len(token) % 10) / 100, 5),
+                "confidence": utterance.get("unsure", {}).get(token, round(0.9 + (len(token) % 10) / 100, 5)),
                 "speaker": speaker if diarized else None,
                 "channel": channel if multichannel else None,
             }
