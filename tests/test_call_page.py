@@ -342,6 +342,19 @@ def test_a_word_the_engine_was_unsure_of_is_marked_with_its_confidence(
     assert all("title" not in w.attrs for w in words if w not in low)
 
 
+def test_the_player_has_controls_and_the_page_loads_its_script_file(calls: Calls, admin: FlaskClient) -> None:
+    sid = calls.with_transcript(1, "Hello there.")
+    html = admin.get(f"/calls/{sid}").get_data(as_text=True)
+    assert re.search(r"<audio controls[^>]* src=\"/recordings/\d+/audio\"", html)
+    assert '<script src="/static/call.js" defer></script>' in html
+    policy = admin.get(f"/calls/{sid}").headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy.split("; ") and "unsafe-inline" not in policy
+    with admin.get("/static/call.js") as script:
+        assert script.status_code == 200
+        assert script.mimetype in ("text/javascript", "application/javascript")
+        assert "currentTime" in script.get_data(as_text=True)
+
+
 # -- the page: what went wrong -------------------------------------------------------------
 
 
