@@ -16,12 +16,14 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import requests
 
 from app.config import Settings
+from tests.fakes import FakeAssemblyAI, FakeTwilio
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -49,6 +51,22 @@ PROCESS_VARIABLES = (
 
 # Huey logs this once its consumer runs: the worker is ready for jobs.
 WORKER_READY = "Huey consumer started"
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The storage configuration a service runs on: a name from BACKENDS and its variables."""
+
+    backend: str
+    env: dict[str, str]
+
+
+@dataclass
+class Fakes:
+    """The providers a service talks to, on 127.0.0.1."""
+
+    twilio: FakeTwilio
+    assemblyai: FakeAssemblyAI
 
 
 def free_port() -> int:

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
-import struct
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,48 +25,26 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from app.config import Settings
 from tests.e2e import report
+from tests.e2e.browser import chromium
 from tests.e2e.html_text import texts
-from tests.e2e.rows import outcomes
-from tests.e2e.service import Service, free_port
+from tests.e2e.rows import outcomes, pipeline_state
+from tests.e2e.service import Fakes, Service, Storage
 from tests.e2e.twilio_side import TwilioSide
-from tests.fakes import FakeAssemblyAI, FakeTwilio, audio, make_sid
+from tests.fakes import audio, make_sid
 from tests.helpers import (
     ACCOUNT_SID,
     ADMIN_PASSWORD,
     ASSEMBLYAI_KEY,
     AUTH_TOKEN,
-    BACKENDS,
     BASE_URL,
     SECRET_KEY,
     TWILIO_NUMBER,
-    storage_env,
-    unavailable,
 )
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TRANSCRIPT_TIMEOUT = 30.0
-
-
-def wav(seconds: float, channels: int, frequency: float) -> bytes:
-    """A short 8 kHz, 16-bit tone: what Twilio serves, and distinct bytes per call."""
-    rate = 8000
-    frames = bytearray()
-    for i in range(int(rate * seconds)):
-        sample = int(6000 * math.sin(2 * math.pi * frequency * i / rate))
-        frames += struct.pack("<h", sample) * channels
-    return audio.wav(bytes(frames), channels=channels, rate=rate)
 
 
 @dataclass(frozen=True)
@@ -99,7 +74,7 @@ def planned_calls() -> tuple[PlannedCall, PlannedCall]:
         channels=1,
         source="RecordVerb",
         duration=4,
-        audio=wav(0.5, 1, 440.0),
+        audio=audio.tone(0.5, 1, 440.0),
         text="Hi, this is Ada calling about the invoice.",
         utterances=[{"speaker": "A", "text": "Hi, this is Ada calling about the invoice."}],
     )
@@ -109,7 +84,7 @@ def planned_calls() -> tuple[PlannedCall, PlannedCall]:
         channels=2,
         source="DialVerb",
         duration=9,
-        audio=wav(0.5, 2, 660.0),
+        audio=audio.tone(0.5, 2, 660.0),
         text="Thanks for calling Acme. I'd like to change my order.",
         utterances=[
             # Twilio puts the caller (parent leg) on channel 1, who answered on 2.
@@ -118,81 +93,6 @@ def planned_calls() -> tuple[PlannedCall, PlannedCall]:
         ],
     )
     return voicemail, forwarded
-
-
-# -- fixtures: once per storage configuration ---------------------------------
-
-
-@dataclass(frozen=True)
-class Storage:
-    backend: str
-    env: dict[str, str]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def storage(request: pytest.FixtureRequest) -> Iterator[Storage]:
-    """Where the service keeps its data; SQLite files in the instance folder by default."""
-    with storage_env(request.param) as env:
-        yield Storage(request.param, env)
-
-
-@dataclass
-class Fakes:
-    twilio: FakeTwilio
-    assemblyai: FakeAssemblyAI
-
-
-@pytest.fixture(scope="module")
-def fakes(storage: Storage) -> Iterator[Fakes]:
-    """Fresh fakes for each storage configuration, so their request logs hold one run."""
-    with (
-        FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as twilio,
-        FakeAssemblyAI(ASSEMBLYAI_KEY, auto_complete=True, processing_delay=0.3) as assemblyai,
-    ):
-        yield Fakes(twilio, assemblyai)
-
-
-@pytest.fixture(scope="module")
-def service(storage: Storage, fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    folder = tmp_path_factory.mktemp(f"callscribe-{storage.backend.replace('+', '-')}")
-    instance = folder / "instance"
-    instance.mkdir()
-    port = free_port()
-    settings = {
-        "CALLSCRIBE_INSTANCE_PATH": str(instance),
-        "DATABASE_URL": f"sqlite:///{instance / 'callscribe.db'}",
-        "SECRET_KEY": SECRET_KEY,
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_PHONE_NUMBER": TWILIO_NUMBER,
-        "TWILIO_API_BASE_URL": fakes.twilio.base_url,
-        "BASE_URL": BASE_URL,
-        "ASSEMBLYAI_API_KEY": ASSEMBLYAI_KEY,
-        "ASSEMBLYAI_BASE_URL": fakes.assemblyai.base_url,
-        "ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "WEB_CONCURRENCY": "2",
-        **storage.env,
-    }
-    running = Service(settings, folder)
-    report.RUNNING.append(running)
-    try:
-        running.start()
-        fakes.assemblyai.route_webhooks(BASE_URL, running.local_url)
-        yield running
-    finally:
-        running.stop()
-        report.RUNNING.remove(running)
-
-
-@pytest.fixture(scope="module")
-def database(service: Service) -> Iterator[sa.Engine]:
-    """The service's own database, read directly: the stored rows are the truth."""
-    url = Settings.from_env({"DATABASE_URL": service.env["DATABASE_URL"], "SECRET_KEY": "x"}).database_url
-    engine = sa.create_engine(url)
-    yield engine
-    engine.dispose()
 
 
 @dataclass
@@ -209,20 +109,6 @@ class Run:
     @property
     def calls(self) -> tuple[PlannedCall, PlannedCall]:
         return self.voicemail, self.forwarded
-
-
-def pipeline_state(database: sa.Engine) -> str:
-    """Every recording's and transcript's row, for a failure message."""
-    with database.connect() as connection:
-        recordings = connection.execute(
-            sa.text(
-                "SELECT recording_sid, status, stage, attempts, next_attempt_at, last_error FROM recordings"
-            )
-        ).all()
-        transcripts = connection.execute(
-            sa.text("SELECT recording_id, transcript_id, status, error FROM transcripts")
-        ).all()
-    return f"recordings: {[tuple(r) for r in recordings]}\ntranscripts: {[tuple(t) for t in transcripts]}"
 
 
 @pytest.fixture(scope="module")
@@ -500,36 +386,27 @@ def test_dashboard_shows_both_transcripts_after_login(run: Run, service: Service
 
 @pytest.mark.browser
 def test_browser_logs_in_and_reads_the_forwarded_call(run: Run, service: Service, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        unavailable(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; make test does)")
-    try:
-        from playwright import sync_api
-    except ImportError as missing:
-        unavailable(f"Playwright is not installed ({missing}; pip install -r tests/requirements.txt)")
-    expect = sync_api.expect
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(f"{service.local_url}/")
-            expect(page).to_have_url(re.compile(r"/login"))
-            page.get_by_label("Username").fill("admin")
-            page.get_by_label("Password").fill(ADMIN_PASSWORD)
-            page.get_by_role("button", name="Log in").click()
+    with chromium() as browser:
+        from playwright.sync_api import expect
 
-            rows = page.locator("table.calls tbody tr")
-            expect(rows).to_have_count(2)
-            for call in run.calls:
-                expect(rows.filter(has_text=call.text.split(".")[0])).to_have_count(1)
-            page.screenshot(path=str(tmp_path / "calls.png"), full_page=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{service.local_url}/")
+        expect(page).to_have_url(re.compile(r"/login"))
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill(ADMIN_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
 
-            rows.filter(has_text="Thanks for calling Acme.").get_by_role("link").first.click()
-            expect(page).to_have_url(re.compile(re.escape(f"/calls/{run.forwarded.call_sid}") + "$"))
-            lines = page.locator("ol.dialogue > li")
-            expect(lines).to_have_count(2)
-            expect(lines.locator(".said")).to_have_text(run.forwarded.lines)
-            expect(lines.locator(".who")).to_have_text(["You", "Caller"])
-            expect(page.locator("p.transcript")).to_have_text(run.forwarded.text)
-            page.screenshot(path=str(tmp_path / "forwarded-call.png"), full_page=True)
-        finally:
-            browser.close()
+        rows = page.locator("table.calls tbody tr")
+        expect(rows).to_have_count(2)
+        for call in run.calls:
+            expect(rows.filter(has_text=call.text.split(".")[0])).to_have_count(1)
+        page.screenshot(path=str(tmp_path / "calls.png"), full_page=True)
+
+        rows.filter(has_text="Thanks for calling Acme.").get_by_role("link").first.click()
+        expect(page).to_have_url(re.compile(re.escape(f"/calls/{run.forwarded.call_sid}") + "$"))
+        lines = page.locator("ol.dialogue > li")
+        expect(lines).to_have_count(2)
+        expect(lines.locator(".said")).to_have_text(run.forwarded.lines)
+        expect(lines.locator(".who")).to_have_text(["You", "Caller"])
+        expect(page.locator("p.transcript")).to_have_text(run.forwarded.text)
+        page.screenshot(path=str(tmp_path / "forwarded-call.png"), full_page=True)
