@@ -15,10 +15,9 @@ import json
 import re
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -27,11 +26,12 @@ import sqlalchemy as sa
 
 from tests.e2e import report
 from tests.e2e.browser import chromium
+from tests.e2e.calls import PlannedCall
 from tests.e2e.html_text import texts
 from tests.e2e.rows import outcomes, pipeline_state
 from tests.e2e.service import Fakes, Service, Storage
 from tests.e2e.twilio_side import TwilioSide
-from tests.fakes import audio, make_sid
+from tests.fakes import audio
 from tests.helpers import (
     ACCOUNT_SID,
     ADMIN_PASSWORD,
@@ -45,26 +45,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.e2e
 
 TRANSCRIPT_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class PlannedCall:
-    """One call as Twilio and AssemblyAI will see it, and what the dashboard must show."""
-
-    name: str
-    caller: str
-    channels: int
-    source: str
-    duration: int
-    audio: bytes
-    text: str
-    utterances: list[dict[str, Any]]
-    call_sid: str = field(default_factory=lambda: make_sid("CA"))
-    recording_sid: str = field(default_factory=lambda: make_sid("RE"))
-
-    @property
-    def lines(self) -> list[str]:
-        return [u["text"] for u in self.utterances]
 
 
 def planned_calls() -> tuple[PlannedCall, PlannedCall]:
