@@ -1,13 +1,14 @@
 # The two commands a newcomer needs:
 #   make run    install, migrate, and run the web app and the worker on http://127.0.0.1:5000
 #   make test   install, then lint and run the whole test suite
+# And to measure it: make bench (the soak and the dashboard benchmark, bench/*/README.md).
 # Needs Python 3.11+ (python3 on PATH, or PYTHON=...). Everything installs into .venv.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint browser clean
+.PHONY: run test lint browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,12 @@ lint: $(VENV)/.testing
 
 test: $(VENV)/.testing browser lint
 	$(BIN)/python -m pytest
+
+# Load tools, not tests: minutes each. The dashboard benchmark also needs PostgreSQL
+# ($TEST_DATABASE_URL, else the local server) and makes a scratch database there.
+bench: $(VENV)/.testing
+	$(BIN)/python -m bench.soak
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV)
