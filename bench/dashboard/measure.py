@@ -76,15 +76,20 @@ class Browser:
     def get(self, path: str) -> requests.Response:
         return self.session.get(urljoin(self.base_url + "/", path.lstrip("/")), timeout=TIMEOUT)
 
-    def time(self, paths: Callable[[int], str], requests_: int) -> tuple[Timing, requests.Response]:
-        """``WARM_UP`` requests, then ``requests_`` timed ones; every answer must be 200."""
+    def time(
+        self, paths: Callable[[int], str], requests_: int, *, optional: bool = False
+    ) -> tuple[Timing, requests.Response]:
+        """``WARM_UP`` requests, then ``requests_`` timed ones; every answer must be 200.
+
+        An ``optional`` route (one still being built) that answers 404 at once raises NotAvailable.
+        """
         timing = Timing()
         last: requests.Response | None = None
         for i in range(-WARM_UP, requests_):
             started = time.perf_counter()
             last = self.get(paths(i))
             elapsed = (time.perf_counter() - started) * 1000
-            if last.status_code == 404 and i == -WARM_UP:
+            if optional and last.status_code == 404 and i == -WARM_UP:
                 raise NotAvailable(paths(i))
             if last.status_code != 200:
                 timing.note = f"HTTP {last.status_code} for {paths(i)}"
