@@ -75,4 +75,39 @@
   }
 
   document.querySelectorAll("section.recording").forEach(setUp);
+
+  // While a recording is still on its way, ask the API every 2 s, and reload
+  // the page once something about its recordings has moved on.
+  var live = document.querySelector("[data-poll]");
+  if (live && window.fetch) {
+    var seen = null;
+    var state = function (body) {
+      return JSON.stringify(
+        body.recordings.map(function (r) {
+          return [r.recording_sid, r.status, r.stage, r.transcript && r.transcript.status];
+        })
+      );
+    };
+    var poll = function () {
+      fetch(live.getAttribute("data-poll"), { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (response) {
+          return response.ok ? response.json() : null;
+        })
+        .then(function (body) {
+          if (body) {
+            var now = state(body);
+            if (seen !== null && now !== seen) {
+              window.location.reload();
+              return;
+            }
+            seen = now;
+          }
+          window.setTimeout(poll, 2000);
+        })
+        .catch(function () {
+          window.setTimeout(poll, 2000);
+        });
+    };
+    poll();
+  }
 })();

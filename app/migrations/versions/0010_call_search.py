@@ -3,16 +3,16 @@
 On SQLite an FTS5 table (unicode61); on PostgreSQL a tsvector on the
 'simple' configuration with a GIN index. Every existing call is indexed.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 from alembic import op
 
 from app import search
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
