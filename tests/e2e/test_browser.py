@@ -258,7 +258,7 @@ def test_dialling_an_invalid_number_shows_why_and_calls_no_one(page: Page, fakes
     before = len(fakes.twilio.calls_created)
     page.get_by_label("Number to call").fill("4155550100")
     page.get_by_role("button", name="Call and record").click()
-    expect(page.locator(".flash.error")).to_contain_text("E.164")
+    expect(page.locator("#dial-error")).to_contain_text("E.164")  # inline, under the field
     expect(page.get_by_label("Number to call")).to_be_visible()  # still on the list, to try again
     assert len(fakes.twilio.calls_created) == before, fakes.twilio.calls_created[before:]
 
@@ -289,7 +289,7 @@ def test_renaming_a_speaker_on_the_call_page_shows_the_name_in_the_dialogue(
     voicemail, _ = calls
     page.goto(f"/calls/{voicemail.call_sid}")
     who = page.locator("ol.dialogue > li .who")
-    expect(who).to_have_text(["Speaker A"])
+    expect(who).to_have_text(["Caller"])  # one voice on a voicemail: the caller
     field = page.get_by_label("Name for speaker A")
     field.fill("Dana")
     page.locator("form", has=field).get_by_role("button", name="Rename").click()
@@ -478,6 +478,8 @@ def test_search_finds_a_phrase_and_a_prefix(page: Page, calls: tuple[PlannedCall
 def choose_direction(page: Page, prefix: str) -> None:
     """Pick the direction filter's first value starting with ``prefix`` (a select or radios), and apply it."""
     control = page.locator("[name=direction]").first
+    if not control.is_visible():  # the filters fold away under "Filters" until opened
+        page.locator("summary", has_text="Filters").click()
     if control.evaluate("e => e.tagName") == "SELECT":
         values: list[str] = control.locator("option").evaluate_all("all => all.map(o => o.value)")
         control.select_option(next(v for v in values if v.startswith(prefix)))
