@@ -114,7 +114,7 @@ def call_document(call: Call) -> dict[str, Any]:
                 "source": recording.source,
                 "source_label": wording.source(recording.source),
                 "error": recording.last_error,
-                "audio_url": url_for("pages.recording_audio", recording_id=recording.id)
+                "audio": url_for("pages.recording_audio", recording_id=recording.id)
                 if recording.status == RecordingStatus.COMPLETED
                 else None,
                 "transcript": None

@@ -550,7 +550,7 @@ def test_the_api_gives_a_call_with_recordings_dialogue_and_names(app: Flask, adm
     (recording,) = body["recordings"]
     assert recording["transcript"]["text"] == "Hello from Dana."
     assert recording["dialogue"][0]["speaker"] == "Dana"
-    assert recording["audio_url"].endswith("/audio")
+    assert recording["audio"].endswith("/audio")
 
 
 def test_the_api_answers_json_for_an_unknown_call_and_a_missing_login(
