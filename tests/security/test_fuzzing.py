@@ -411,7 +411,10 @@ def test_the_on_site_check_itself() -> None:
 def test_dashboard_queries(app: Flask, query: str, page: str, call: str) -> None:
     client = app.test_client()
     client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD})
-    assert client.get("/?" + urlencode({"q": query, "page": page})).status_code in (200, 400)
+    assert client.get("/?" + urlencode({"q": query, "before": page, "limit": page})).status_code in (200, 400)
+    assert client.get("/api/calls?" + urlencode({"q": query, "before": page})).status_code in (200, 400)
+    # An old page link, whatever it holds, goes to the first page.
+    assert client.get("/?" + urlencode({"q": query, "page": page})).status_code in (302, 400)
     assert client.get("/calls/" + urlencode({"": call})[1:]).status_code in (400, 404, 308)
 
 
