@@ -7,7 +7,7 @@ Two configurations, the same two a deployment has:
   from ``TEST_REDIS_URL``. Skipped, saying why, when either is not set or
   not reachable; ``.ci/run`` sets both.
 
-Helpers that tests import are in ``tests/helpers.py``.
+Helpers that tests import are in ``tests/helpers.py`` (and, for pages, ``tests/pages.py``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from tests.helpers import (
     BrowserClient,
     close,
     full_env,
+    login,
     storage_env,
 )
+from tests.pages import Calls
 from tests.skips import required
 
 
@@ -108,3 +110,16 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def admin(client: FlaskClient) -> FlaskClient:
+    """The client, logged in as the admin."""
+    assert login(client).status_code == 302
+    return client
+
+
+@pytest.fixture
+def calls(app: Flask, client: FlaskClient, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI) -> Calls:
+    """Calls that arrive as in production, through signed webhooks and the queue."""
+    return Calls(app, client, twilio_api, assemblyai_api)

@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -27,8 +28,9 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 from werkzeug.security import check_password_hash
 
+from app import search
 from app.config import WEBHOOK_HEADER_NAME, Settings
-from app.models import DialAttempt, db
+from app.models import Call, DialAttempt, Recording, SpeakerName, Transcript, db
 from tests.fakes.assemblyai_api import FakeAssemblyAI
 from tests.fakes.twilio_api import DEFAULT_PHONE_NUMBER, FakeTwilio
 from tests.skips import unavailable
@@ -324,3 +326,65 @@ def dial_attempts(app: Flask) -> list[DialAttempt]:
         found = list(db.session.scalars(select(DialAttempt).order_by(DialAttempt.id)))
         db.session.expunge_all()
         return found
+
+
+# The calls the list tests store start here, a minute apart.
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def store_call(
+    app: Flask,
+    n: int,
+    text: str | None = None,
+    *,
+    direction: str = "inbound",
+    status: str = "completed",
+    from_number: str = "+14155550123",
+    to_number: str = "+14155550100",
+    created_at: datetime | None = None,
+    stage: str | None = "transcribed",
+    recording_status: str = "completed",
+    names: dict[str, str] | None = None,
+    sid: str | None = None,
+) -> str:
+    """A call (with a recording and a transcript when ``text`` is given), indexed as the app indexes it."""
+    with app.app_context():
+        call = Call(
+            call_sid=sid or call_sid(n),
+            direction=direction,
+            status=status,
+            from_number=from_number,
+            to_number=to_number,
+            created_at=created_at or T0 + timedelta(minutes=n),
+            duration=30,
+        )
+        db.session.add(call)
+        db.session.flush()
+        if stage is not None or recording_status != "completed":
+            recording = Recording(
+                recording_sid=recording_sid(n),
+                call_id=call.id,
+                account_sid=ACCOUNT_SID,
+                status=recording_status,
+                stage=stage,
+                channels=1,
+                source="RecordVerb",
+            )
+            db.session.add(recording)
+            db.session.flush()
+            if text is not None:
+                db.session.add(
+                    Transcript(
+                        transcript_id=f"tr-{n}",
+                        recording_id=recording.id,
+                        status="completed" if stage == "transcribed" else "processing",
+                        text=text,
+                        utterances=[{"speaker": "A", "start": 0, "end": 1000, "text": text}],
+                    )
+                )
+        for label, name in (names or {}).items():
+            db.session.add(SpeakerName(call_id=call.id, label=label, name=name))
+        db.session.flush()
+        search.reindex(db.session.connection(), call.id)
+        db.session.commit()
+    return sid or call_sid(n)

@@ -25,27 +25,15 @@ from tests.helpers import (
     TWILIO_NUMBER,
     call_sid,
     call_status_form,
-    login,
     post_assemblyai_webhook,
     post_twilio,
     recording_form,
     recording_sid,
     run_jobs,
 )
-from tests.test_pages import MONO, Calls, a_failed_recording, page
+from tests.pages import MONO, Calls, a_failed_recording, page
 
 VIEWER_PASSWORD = "viewer-password-4e9a"
-
-
-@pytest.fixture
-def calls(app: Flask, client: FlaskClient, twilio_api: FakeTwilio, assemblyai_api: FakeAssemblyAI) -> Calls:
-    return Calls(app, client, twilio_api, assemblyai_api)
-
-
-@pytest.fixture
-def admin(client: FlaskClient) -> FlaskClient:
-    assert login(client).status_code == 302
-    return client
 
 
 def history(app: Flask, sid: str) -> list[tuple[str, str]]:

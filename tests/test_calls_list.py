@@ -23,73 +23,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, insert, select
 
 from app import search
-from app.models import Call, Recording, SpeakerName, Transcript, db
-from tests.helpers import ACCOUNT_SID, call_sid, login, recording_sid
-
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def admin(client: FlaskClient) -> FlaskClient:
-    assert login(client).status_code == 302
-    return client
-
-
-def store(
-    app: Flask,
-    n: int,
-    text: str | None = None,
-    *,
-    direction: str = "inbound",
-    status: str = "completed",
-    from_number: str = "+14155550123",
-    to_number: str = "+14155550100",
-    created_at: datetime | None = None,
-    stage: str | None = "transcribed",
-    recording_status: str = "completed",
-    names: dict[str, str] | None = None,
-) -> str:
-    """A call (with a recording and a transcript when ``text`` is given), indexed as the app indexes it."""
-    with app.app_context():
-        call = Call(
-            call_sid=call_sid(n),
-            direction=direction,
-            status=status,
-            from_number=from_number,
-            to_number=to_number,
-            created_at=created_at or T0 + timedelta(minutes=n),
-            duration=30,
-        )
-        db.session.add(call)
-        db.session.flush()
-        if stage is not None or recording_status != "completed":
-            recording = Recording(
-                recording_sid=recording_sid(n),
-                call_id=call.id,
-                account_sid=ACCOUNT_SID,
-                status=recording_status,
-                stage=stage,
-                channels=1,
-                source="RecordVerb",
-            )
-            db.session.add(recording)
-            db.session.flush()
-            if text is not None:
-                db.session.add(
-                    Transcript(
-                        transcript_id=f"tr-{n}",
-                        recording_id=recording.id,
-                        status="completed" if stage == "transcribed" else "processing",
-                        text=text,
-                        utterances=[{"speaker": "A", "start": 0, "end": 1000, "text": text}],
-                    )
-                )
-        for label, name in (names or {}).items():
-            db.session.add(SpeakerName(call_id=call.id, label=label, name=name))
-        db.session.flush()
-        search.reindex(db.session.connection(), call.id)
-        db.session.commit()
-    return call_sid(n)
+from app.models import Call, Recording, db
+from tests.helpers import ACCOUNT_SID, T0, call_sid, login, recording_sid, store_call
 
 
 def listed(client: FlaskClient, **query: Any) -> list[str]:
@@ -111,10 +46,10 @@ def shown(client: FlaskClient, **query: Any) -> list[str]:
 
 def test_pages_follow_the_cursor_and_stay_put_while_calls_arrive(app: Flask, admin: FlaskClient) -> None:
     for n in range(1, 6):
-        store(app, n, f"call number {n}")
+        store_call(app, n, f"call number {n}")
     first = admin.get("/api/calls", query_string={"limit": 2}).get_json()
     assert [c["call_sid"] for c in first["calls"]] == [call_sid(5), call_sid(4)]
-    store(app, 6, "a new call arrives", created_at=T0 + timedelta(hours=1))
+    store_call(app, 6, "a new call arrives", created_at=T0 + timedelta(hours=1))
     second = admin.get("/api/calls", query_string={"limit": 2, "before": first["next"]}).get_json()
     assert [c["call_sid"] for c in second["calls"]] == [call_sid(3), call_sid(2)]
     last = admin.get("/api/calls", query_string={"limit": 2, "before": second["next"]}).get_json()
@@ -125,7 +60,7 @@ def test_calls_created_in_the_same_instant_are_ordered_by_id_across_pages(
     app: Flask, admin: FlaskClient
 ) -> None:
     for n in range(1, 6):
-        store(app, n, created_at=T0)
+        store_call(app, n, created_at=T0)
     seen: list[str] = []
     cursor = None
     while True:
@@ -141,7 +76,7 @@ def test_calls_created_in_the_same_instant_are_ordered_by_id_across_pages(
 
 def test_the_page_links_to_older_calls_with_a_cursor(app: Flask, admin: FlaskClient) -> None:
     for n in range(1, 4):
-        store(app, n)
+        store_call(app, n)
     html = admin.get("/?limit=2").get_data(as_text=True)
     older = re.search(r'<a rel="next" href="([^"]+)"', html)
     assert older and "before=" in older.group(1) and "page=" not in older.group(1)
@@ -156,32 +91,6 @@ def test_an_old_page_link_goes_to_the_first_page_of_the_same_list(admin: FlaskCl
     assert response.headers["Location"] == "/?q=refund&direction=inbound"
 
 
-@pytest.mark.parametrize("limit", ["0", "201", "ten", "-1", "1e3"])
-def test_a_bad_limit_is_a_400_on_the_api_and_dropped_on_the_page(
-    app: Flask, admin: FlaskClient, limit: str
-) -> None:
-    store(app, 1)
-    answer = admin.get("/api/calls", query_string={"limit": limit})
-    assert answer.status_code == 400 and "limit" in answer.get_json()["error"]
-    page = admin.get("/", query_string={"limit": limit})
-    assert page.status_code == 200
-    assert "limit is a whole number from 1 to 200" in page.get_data(as_text=True)
-    assert shown(admin, limit=limit) == [call_sid(1)]
-
-
-@pytest.mark.parametrize("cursor", ["nonsense", "MTIzNDU2", "", "%%%", "OTk5OTk5OTk5OTk5OTk5OTk5OS4x"])
-def test_a_bad_cursor_is_a_400_on_the_api_and_the_first_page_on_the_page(
-    app: Flask, admin: FlaskClient, cursor: str
-) -> None:
-    store(app, 1)
-    if cursor:
-        answer = admin.get("/api/calls", query_string={"before": cursor})
-        assert answer.status_code == 400 and answer.mimetype == "application/json"
-        page = admin.get("/", query_string={"before": cursor})
-        assert page.status_code == 200 and "Showing the newest calls." in page.get_data(as_text=True)
-    assert shown(admin, before=cursor) == [call_sid(1)]
-
-
 # -- filters ---------------------------------------------------------------------
 
 
@@ -189,8 +98,8 @@ def test_a_bad_cursor_is_a_400_on_the_api_and_the_first_page_on_the_page(
 def mixed(app: Flask) -> dict[str, str]:
     """Calls of every kind the filters tell apart."""
     return {
-        "inbound_done": store(app, 1, "hello there", direction="inbound", created_at=T0),
-        "outbound_busy": store(
+        "inbound_done": store_call(app, 1, "hello there", direction="inbound", created_at=T0),
+        "outbound_busy": store_call(
             app,
             2,
             None,
@@ -202,11 +111,11 @@ def mixed(app: Flask) -> dict[str, str]:
             to_number="+442071838750",
             created_at=T0 + timedelta(days=1),
         ),
-        "transcribing": store(app, 3, None, stage="submitted", created_at=T0 + timedelta(days=2)),
-        "failed": store(
+        "transcribing": store_call(app, 3, None, stage="submitted", created_at=T0 + timedelta(days=2)),
+        "failed": store_call(
             app, 4, None, stage="failed", created_at=T0 + timedelta(days=3, hours=23, minutes=59)
         ),
-        "no_recording": store(
+        "no_recording": store_call(
             app, 5, None, stage=None, recording_status="absent", created_at=T0 + timedelta(days=4)
         ),
     }
@@ -277,12 +186,14 @@ def test_a_malformed_filter_is_a_400_on_the_api_and_dropped_with_a_message_on_th
 @pytest.fixture
 def spoken(app: Flask) -> dict[str, str]:
     return {
-        "refund": store(app, 1, "I would like a refund for the broken kettle, please."),
-        "policy": store(app, 2, "What is your refund policy for kettles?"),
-        "reverse": store(app, 3, "The policy says no refund after thirty days."),
-        "other": store(app, 4, "Just calling to say the delivery was lovely.", from_number="+442071838750"),
-        "named": store(app, 5, "Speaking now.", names={"A": "Dana Whitfield"}),
-        "accents": store(app, 6, "Le café était fermé, désolé."),
+        "refund": store_call(app, 1, "I would like a refund for the broken kettle, please."),
+        "policy": store_call(app, 2, "What is your refund policy for kettles?"),
+        "reverse": store_call(app, 3, "The policy says no refund after thirty days."),
+        "other": store_call(
+            app, 4, "Just calling to say the delivery was lovely.", from_number="+442071838750"
+        ),
+        "named": store_call(app, 5, "Speaking now.", names={"A": "Dana Whitfield"}),
+        "accents": store_call(app, 6, "Le café était fermé, désolé."),
     }
 
 
@@ -380,7 +291,7 @@ def test_a_hit_shows_a_snippet_with_the_words_marked(admin: FlaskClient, spoken:
 
 
 def test_a_snippet_is_escaped_before_the_marks_go_in(app: Flask, admin: FlaskClient) -> None:
-    store(app, 1, 'He said <script>alert("refund")</script> & <b>left</b>.')
+    store_call(app, 1, 'He said <script>alert("refund")</script> & <b>left</b>.')
     html = admin.get("/", query_string={"q": "refund"}).get_data(as_text=True)
     assert "<script>alert" not in html and "<b>left" not in html
     assert "&lt;script&gt;alert(&#34;<mark>refund</mark>&#34;)&lt;/script&gt; &amp; &lt;b&gt;left" in html
@@ -389,7 +300,7 @@ def test_a_snippet_is_escaped_before_the_marks_go_in(app: Flask, admin: FlaskCli
 def test_a_long_transcript_gives_a_short_snippet_around_the_hit(app: Flask, admin: FlaskClient) -> None:
     words = [f"filler{i}" for i in range(400)]
     words[250] = "needle"
-    store(app, 1, " ".join(words))
+    store_call(app, 1, " ".join(words))
     (call,) = admin.get("/api/calls", query_string={"q": "needle"}).get_json()["calls"]
     snippet = call["snippet_html"]
     assert snippet.startswith("… filler242 ") and "<mark>needle</mark>" in snippet and snippet.endswith(" …")
@@ -397,7 +308,7 @@ def test_a_long_transcript_gives_a_short_snippet_around_the_hit(app: Flask, admi
 
 
 def test_a_rename_is_found_by_search_at_once(app: Flask, admin: FlaskClient) -> None:
-    store(app, 1, "placeholder")
+    store_call(app, 1, "placeholder")
     csrf = {"X-CSRFToken": admin.csrf_token()}  # type: ignore[attr-defined]
     answer = admin.put(f"/api/calls/{call_sid(1)}/speakers", json={"A": "Marguerite"}, headers=csrf)
     assert answer.status_code == 200
@@ -456,11 +367,11 @@ def test_a_page_makes_the_same_number_of_queries_for_few_calls_and_many(
     app: Flask, admin: FlaskClient, query: dict[str, str]
 ) -> None:
     for n in range(1, 3):
-        store(app, n, "a word or two", names={"A": "Dana"})
+        store_call(app, n, "a word or two", names={"A": "Dana"})
     with counted(app) as few:
         assert admin.get("/", query_string=query).status_code == 200
     for n in range(3, 41):
-        store(app, n, "a word or two", names={"A": "Dana"})
+        store_call(app, n, "a word or two", names={"A": "Dana"})
         with app.app_context():  # a second recording for some calls
             if n % 3 == 0:
                 call_id = db.session.scalar(select(Call.id).where(Call.call_sid == call_sid(n)))
@@ -481,7 +392,7 @@ def test_a_page_makes_the_same_number_of_queries_for_few_calls_and_many(
 
 
 def test_the_list_fetches_only_the_start_of_each_transcript(app: Flask, admin: FlaskClient) -> None:
-    store(app, 1, "start " + "lots of words " * 500)
+    store_call(app, 1, "start " + "lots of words " * 500)
     with counted(app) as statements:
         admin.get("/")
     reading = [s for s in statements if "transcripts" in s]
@@ -493,7 +404,7 @@ def test_the_list_fetches_only_the_start_of_each_transcript(app: Flask, admin: F
 
 
 def test_the_list_has_no_meta_refresh_but_a_script_and_a_refresh_link(app: Flask, admin: FlaskClient) -> None:
-    store(app, 1, None, stage="submitted")
+    store_call(app, 1, None, stage="submitted")
     html = admin.get("/").get_data(as_text=True)
     assert 'http-equiv="refresh"' not in html
     assert re.search(r'<script src="/static/calls\.js[^"]*" defer></script>', html)
@@ -502,8 +413,8 @@ def test_the_list_has_no_meta_refresh_but_a_script_and_a_refresh_link(app: Flask
 
 
 def test_updated_since_lists_only_calls_that_changed(app: Flask, admin: FlaskClient) -> None:
-    store(app, 1, "old and done")
-    store(app, 2, None, stage="submitted")
+    store_call(app, 1, "old and done")
+    store_call(app, 2, None, stage="submitted")
     body = admin.get("/api/calls").get_json()
     as_of = body["as_of"]
     assert listed(admin, updated_since=as_of) == []
@@ -527,7 +438,7 @@ def test_a_page_read_does_not_take_sqlites_write_lock(app: Flask, admin: FlaskCl
         if db.engine.dialect.name != "sqlite":
             pytest.skip("SQLite only: PostgreSQL readers never block writers")
         path = db.engine.url.database
-    store(app, 1, "hello")
+    store_call(app, 1, "hello")
     writer = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
         writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
@@ -544,7 +455,7 @@ def test_a_page_read_does_not_take_sqlites_write_lock(app: Flask, admin: FlaskCl
 
 
 def test_the_api_gives_a_call_with_recordings_dialogue_and_names(app: Flask, admin: FlaskClient) -> None:
-    store(app, 1, "Hello from Dana.", names={"A": "Dana"})
+    store_call(app, 1, "Hello from Dana.", names={"A": "Dana"})
     body = admin.get(f"/api/calls/{call_sid(1)}").get_json()
     assert body["call_sid"] == call_sid(1) and body["speakers"] == {"A": "Dana"}
     (recording,) = body["recordings"]
@@ -567,9 +478,9 @@ def test_the_api_answers_json_for_an_unknown_call_and_a_missing_login(
 
 
 def test_the_csv_has_one_row_per_call_with_the_lists_filters(app: Flask, admin: FlaskClient) -> None:
-    store(app, 1, 'He said "hello", then\nhung up.', names={"A": "Dana"})
-    store(app, 2, '=HYPERLINK("http://evil") refund', from_number="-1+1")
-    store(app, 3, "@SUM(A1) not this one", direction="outbound-api")
+    store_call(app, 1, 'He said "hello", then\nhung up.', names={"A": "Dana"})
+    store_call(app, 2, '=HYPERLINK("http://evil") refund', from_number="-1+1")
+    store_call(app, 3, "@SUM(A1) not this one", direction="outbound-api")
     response = admin.get("/calls.csv", query_string={"direction": "inbound"})
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert re.fullmatch(
@@ -607,7 +518,7 @@ def test_the_csv_refuses_a_malformed_filter(admin: FlaskClient) -> None:
 
 def test_the_csv_of_many_calls_comes_in_batches(app: Flask, admin: FlaskClient) -> None:
     for n in range(1, 10):
-        store(app, n, f"call {n}")
+        store_call(app, n, f"call {n}")
     with app.app_context():
         db.session.execute(
             insert(Call),

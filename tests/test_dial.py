@@ -42,13 +42,6 @@ def page_text(response: Any) -> str:
     return html.unescape(response.get_data(as_text=True))
 
 
-@pytest.fixture
-def admin(client: FlaskClient) -> FlaskClient:
-    """The client, logged in."""
-    assert login(client).status_code == 302
-    return client
-
-
 def test_get_dial_is_405_and_reaches_no_twilio(admin: FlaskClient, twilio_api: FakeTwilio) -> None:
     assert admin.get("/dial", query_string={"to": CALLEE}).status_code == 405
     assert twilio_api.requests == []
