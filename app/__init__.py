@@ -141,12 +141,7 @@ def register_blueprints(app: Flask) -> None:
 
 def _wants_json() -> bool:
     """Webhooks and scripts get JSON errors; people get a page."""
-    return (
-        request.is_json
-        or request.accept_mimetypes.best == "application/json"
-        or request.path.startswith(callbacks.PROVIDER_PREFIXES)
-        or request.blueprint == "api"
-    )
+    return access.wants_json() or request.path.startswith(callbacks.PROVIDER_PREFIXES)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -159,7 +154,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
-        return answer(error.code or 500, error.description or error.name)
+        body, status = answer(error.code or 500, error.description or error.name)
+        # What the error says beyond its body: a 405's Allow, a 429's Retry-After.
+        kept = {k: v for k, v in error.get_headers() if k in ("Allow", "Retry-After", "WWW-Authenticate")}
+        return body, status, kept
 
     @app.errorhandler(NotConfigured)
     def not_configured(error: NotConfigured) -> Any:

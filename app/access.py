@@ -164,11 +164,21 @@ def authorize() -> object | None:
     return None
 
 
+def wants_json() -> bool:
+    """A script (it sent a token), a JSON client, or the API: answered in JSON, errors included."""
+    return (
+        "Authorization" in request.headers
+        or request.is_json
+        or request.accept_mimetypes.best == "application/json"
+        or request.blueprint == "api"
+    )
+
+
 def unauthorized() -> Response:
     """Scripts and JSON clients get a 401 they can read; people get the login page."""
     if "Authorization" in request.headers:
         return _json_error("Invalid or expired API token.", 401)
-    if request.is_json or request.accept_mimetypes.best == "application/json" or request.blueprint == "api":
+    if wants_json():
         return _json_error("Log in first.", 401)
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 

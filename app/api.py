@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
 
-from . import dialogue, exports, listing
-from .access import Permission, requires
+from . import dialogue, exports, listing, openapi
+from .access import Permission, public, requires
 from .models import utcnow
 from .pages import find_call
 
@@ -63,3 +63,10 @@ def rename_speakers(call_sid: str) -> Any:
     except dialogue.NamingError as refused:
         return jsonify(error=str(refused)), 422
     return jsonify(call_sid=call.call_sid, speakers=speakers)
+
+
+@bp.get("/openapi.json")
+@public
+def openapi_document() -> Any:
+    """The OpenAPI 3.1 description of the API: open to anyone, as it holds no call."""
+    return jsonify(openapi.document())

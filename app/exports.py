@@ -224,7 +224,7 @@ def calls_csv() -> Response:
         limit = listing.read_limit(request.args.get("limit"), strict=True, high=CSV_MAX_ROWS)[0]
     except listing.BadFilter as bad:
         abort(400, str(bad))
-    limit = limit if request.args.get("limit") else None
+    limit = limit if request.args.get("limit", "").strip() else None  # none given: every call
 
     def rows() -> Iterator[str]:
         buffer = io.StringIO()

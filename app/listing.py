@@ -35,7 +35,7 @@ MAX_QUERY = 200
 
 DIRECTIONS = ("inbound", "outbound", "upload")
 TRANSCRIPT_FILTERS = ("done", "transcribing", "failed", "none")
-NUMBER = re.compile(r"^\+?\d{3,15}$")
+NUMBER = re.compile(r"^\+?[0-9]{3,15}$")
 CURSOR = re.compile(r"^(\d{1,19})\.(\d{1,18})$")
 
 # How far a call's best recording got: its words on the list, and the filter value it falls under.
@@ -156,18 +156,25 @@ def read_filters(args: Mapping[str, Any], *, strict: bool) -> tuple[Filters, lis
         return [v.strip() for v in raw if isinstance(v, str) and v.strip()]
 
     found: dict[str, Any] = {}
-    query = " ".join(values("q"))[:MAX_QUERY]
+    query = " ".join(values("q"))
+    if len(query) > MAX_QUERY:
+        refuse(f"q is at most {MAX_QUERY} characters; the search used the first {MAX_QUERY}.")
+        query = query[:MAX_QUERY]
     if query:
         found["query"], found["terms"] = query, tuple(search.parse(query))
         kept.append(("q", query))
         if not found["terms"]:
             problems.append(f"Nothing to search for in “{query}”: type a word or a number.")
-    for value in values("direction")[:1]:
-        if value in DIRECTIONS:
-            found["direction"] = value
-            kept.append(("direction", value))
-        else:
-            refuse(f"direction is one of {', '.join(DIRECTIONS)}, not “{value[:40]}”.")
+
+    def choice(name: str, allowed: Sequence[str]) -> None:
+        for value in values(name)[:1]:
+            if value in allowed:
+                found[name] = value
+                kept.append((name, value))
+            else:
+                refuse(f"{name} is one of {', '.join(allowed)}, not “{value[:40]}”.")
+
+    choice("direction", DIRECTIONS)
     statuses = []
     for value in values("status"):
         if value in CallStatus.__members__.values():
@@ -176,12 +183,7 @@ def read_filters(args: Mapping[str, Any], *, strict: bool) -> tuple[Filters, lis
         else:
             refuse(f"status is a Twilio call status ({', '.join(CallStatus)}), not “{value[:40]}”.")
     found["statuses"] = tuple(dict.fromkeys(statuses))
-    for value in values("transcript")[:1]:
-        if value in TRANSCRIPT_FILTERS:
-            found["transcript"] = value
-            kept.append(("transcript", value))
-        else:
-            refuse(f"transcript is one of {', '.join(TRANSCRIPT_FILTERS)}, not “{value[:40]}”.")
+    choice("transcript", TRANSCRIPT_FILTERS)
     for name in ("since", "until"):
         for value in values(name)[:1]:
             moment = _moment(value, end_of_day=name == "until")
@@ -207,10 +209,13 @@ def read_filters(args: Mapping[str, Any], *, strict: bool) -> tuple[Filters, lis
 
 
 def read_limit(raw: str | None, *, strict: bool, high: int = MAX_LIMIT) -> tuple[int, list[str]]:
-    if raw is None or raw == "":
+    raw = (raw or "").strip()
+    if not raw:
         return DEFAULT_LIMIT, []
-    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= high:
-        return int(raw), []
+    # Short before int(), which refuses a string of thousands of digits with a ValueError.
+    digits = raw.lstrip("0") or "0"
+    if raw.isascii() and raw.isdigit() and len(digits) <= len(str(high)) and 1 <= int(digits) <= high:
+        return int(digits), []
     message = f"limit is a whole number from 1 to {high}, not “{raw[:40]}”."
     if strict:
         raise BadFilter(message)
@@ -289,7 +294,8 @@ def _transcript_is(value: str) -> ColumnElement[bool]:
 
 def conditions(filters: Filters) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
-    found = search.condition(filters.terms, db.session.get_bind().dialect.name)
+    dialect = db.session.get_bind().dialect.name
+    found = search.condition(filters.terms, dialect)
     if found is not None:
         where.append(found)
     elif filters.query:  # asked to search, with nothing to search for ("*", "%"): no call matches

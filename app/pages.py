@@ -25,7 +25,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import callbacks, clients, dialing, dialogue, listing, pipeline, wording
-from .access import Permission, public, requires
+from .access import Permission, public, requires, wants_json
 from .config import current_settings
 from .models import Call, CallEvent, Recording, db, utcnow
 from .providers import ProviderError
@@ -157,15 +157,13 @@ def recording_audio(recording_id: int) -> Response:
         abort(404, "No such recording.")
     sid, channels = recording.recording_sid, recording.channels
     db.session.commit()  # no transaction stays open while Twilio answers
-    wanted = request.range
-    if "Range" in request.headers and (wanted is None or wanted.units != "bytes" or len(wanted.ranges) != 1):
+    wanted, asked = request.range, request.headers.get("Range", "").strip()  # a blank one is none
+    if asked and (wanted is None or wanted.units != "bytes" or len(wanted.ranges) != 1):
         return _unsatisfiable(None)
     stack = ExitStack()
     try:
         media = stack.enter_context(
-            clients.twilio().open_media(
-                sid, channels=channels, byte_range=request.headers["Range"] if wanted else None
-            )
+            clients.twilio().open_media(sid, channels=channels, byte_range=asked if wanted else None)
         )
     except RangeNotSatisfiable as refused:
         stack.close()
@@ -211,7 +209,12 @@ def _byte_slice(chunks: Iterator[bytes], start: int, stop: int | None) -> Iterat
 
 
 def _unsatisfiable(content_range: str | None) -> Response:
-    response = Response("That byte range is not in the recording.", status=416, mimetype="text/plain")
+    message = "That byte range is not in the recording."
+    if wants_json():
+        response = jsonify(error=message)
+        response.status_code = 416
+    else:
+        response = Response(message, status=416, mimetype="text/plain")
     if content_range:
         response.headers["Content-Range"] = content_range
     return response
@@ -239,10 +242,11 @@ def dial() -> Any:
     A form carries its own one-time key, a script an ``Idempotency-Key``
     header: either way a repeated request is answered, not dialled again.
     """
-    wants_json = request.is_json
-    key = request.headers.get("Idempotency-Key") if wants_json else request.form.get("request_key")
+    # A script (JSON, or any request with a token) gets JSON; the page's form gets the page.
+    scripted = wants_json()
+    key = request.headers.get("Idempotency-Key") if scripted else request.form.get("request_key")
     answer = dialing.dial_once(_requested_number(), _caller(), key)
-    if wants_json:
+    if scripted:
         return jsonify(answer.body), answer.status
     if "call_sid" in answer.body:
         flash(f"Calling {answer.body['to']}.", "info")

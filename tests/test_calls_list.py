@@ -91,6 +91,50 @@ def test_an_old_page_link_goes_to_the_first_page_of_the_same_list(admin: FlaskCl
     assert response.headers["Location"] == "/?q=refund&direction=inbound"
 
 
+@pytest.mark.parametrize("limit", ["0", "201", "ten", "-1", "1e3"])
+def test_a_bad_limit_is_a_400_on_the_api_and_dropped_on_the_page(
+    app: Flask, admin: FlaskClient, limit: str
+) -> None:
+    store_call(app, 1)
+    answer = admin.get("/api/calls", query_string={"limit": limit})
+    assert answer.status_code == 400 and "limit" in answer.get_json()["error"]
+    page = admin.get("/", query_string={"limit": limit})
+    assert page.status_code == 200
+    assert "limit is a whole number from 1 to 200" in page.get_data(as_text=True)
+    assert shown(admin, limit=limit) == [call_sid(1)]
+
+
+@pytest.mark.parametrize("cursor", ["nonsense", "MTIzNDU2", "", "%%%", "OTk5OTk5OTk5OTk5OTk5OTk5OS4x"])
+def test_a_bad_cursor_is_a_400_on_the_api_and_the_first_page_on_the_page(
+    app: Flask, admin: FlaskClient, cursor: str
+) -> None:
+    store_call(app, 1)
+    if cursor:
+        answer = admin.get("/api/calls", query_string={"before": cursor})
+        assert answer.status_code == 400 and answer.mimetype == "application/json"
+        page = admin.get("/", query_string={"before": cursor})
+        assert page.status_code == 200 and "Showing the newest calls." in page.get_data(as_text=True)
+    assert shown(admin, before=cursor) == [call_sid(1)]
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "9" * 5000, "1e2", "-5"])
+def test_a_limit_out_of_range_is_a_400_on_the_api_and_the_default_on_the_page(
+    app: Flask, admin: FlaskClient, limit: str
+) -> None:
+    store_call(app, 1)
+    answer = admin.get("/api/calls", query_string={"limit": limit})
+    assert answer.status_code == 400 and "limit is a whole number from 1 to 200" in answer.get_json()["error"]
+    page = admin.get("/", query_string={"limit": limit})
+    assert page.status_code == 200 and "limit is a whole number" in page.get_data(as_text=True)
+    assert admin.get("/calls.csv", query_string={"limit": limit * 4}).status_code == 400
+
+
+def test_a_blank_limit_is_the_default_and_leading_zeros_are_allowed(app: Flask, admin: FlaskClient) -> None:
+    for n in range(1, 4):
+        store_call(app, n)
+    assert len(listed(admin, limit=" ")) == 3 and len(listed(admin, limit="002")) == 2
+
+
 # -- filters ---------------------------------------------------------------------
 
 

@@ -86,6 +86,9 @@ def test_every_route_is_marked_and_every_marked_route_is_in_the_matrix(app: Flas
     assert unmarked == set(), "a route nobody marked is refused to everyone: mark it"
     guarded = {e for e in endpoints if not rule_for(app, e).public}  # type: ignore[union-attr]
     assert guarded == {case.endpoint for case in CASES}
+    # Open to anyone: logging in, the health check, the API's description, and the signed webhooks.
+    open_to_all = {e for e in endpoints - guarded if not e.startswith("webhooks.")}
+    assert open_to_all == {"auth.login", "pages.healthz", "api.openapi_document", "static"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.endpoint)
