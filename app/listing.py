@@ -22,6 +22,7 @@ from typing import Any
 
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, tuple_
+from sqlalchemy.orm import selectinload
 
 from . import search, wording
 from .models import Call, Recording, Transcript, db
@@ -294,8 +295,7 @@ def _transcript_is(value: str) -> ColumnElement[bool]:
 
 def conditions(filters: Filters) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
-    dialect = db.session.get_bind().dialect.name
-    found = search.condition(filters.terms, dialect)
+    found = search.condition(filters.terms, db.session.get_bind().dialect.name)
     if found is not None:
         where.append(found)
     elif filters.query:  # asked to search, with nothing to search for ("*", "%"): no call matches
@@ -429,7 +429,9 @@ def every_call(filters: Filters, *, limit: int | None = None, batch: int = 200) 
     left = limit
     while left is None or left > 0:
         size = batch if left is None else min(batch, left)
-        statement = select(Call).where(*conditions(filters))
+        # The CSV shows a transcript's text and speakers: never its words.
+        whole = selectinload(Call.recordings).selectinload(Recording.transcript).defer(Transcript.words)
+        statement = select(Call).options(whole).where(*conditions(filters))
         if before is not None:
             statement = statement.where(tuple_(Call.created_at, Call.id) < tuple_(*before))
         calls = list(

@@ -444,6 +444,17 @@ def test_the_list_fetches_only_the_start_of_each_transcript(app: Flask, admin: F
     assert any("substr" in s.lower() for s in reading)
 
 
+def test_the_csv_reads_each_transcript_s_text_and_turns_but_never_its_words(
+    app: Flask, admin: FlaskClient
+) -> None:
+    store_call(app, 1, "what the caller said", names={"A": "Dana"})
+    with counted(app) as statements:
+        csv_text = admin.get("/calls.csv").get_data(as_text=True)
+    assert "what the caller said" in csv_text and "Dana" in csv_text
+    reading = [s.split("FROM")[0] for s in statements if "FROM transcripts" in s]
+    assert reading and all("transcripts.words" not in s for s in reading), reading
+
+
 # -- live status -------------------------------------------------------------------
 
 

@@ -139,7 +139,6 @@ def fill(database_url: str, seed: int, total: int, processes: int, progress: Cal
                     sequence = sa.func.pg_get_serial_sequence(table.name, "id")
                     connection.execute(sa.select(sa.func.setval(sequence, next_id, False)))
         filled.insert_seconds = time.monotonic() - started
-        settle(engine)
         filled.size = size(engine, database_url)
     finally:
         engine.dispose()
@@ -177,13 +176,23 @@ def size(engine: sa.Engine, database_url: str) -> str:
 
 
 def rebuild_search_index(settings: Settings, instance: Path) -> str:
-    """Index every call with ``app.search.rebuild``; says what happened."""
+    """Index every call with ``app.search.rebuild``, then settle the database; says what happened.
+
+    Settled after the index, not before: PostgreSQL plans a search with the
+    index table's statistics, and an index analyzed while empty makes every
+    word look as common as any other.
+    """
     app = create_app(settings, instance_path=str(instance))
     try:
         with app.app_context(), db.engine.begin() as connection:
             done = search.rebuild(connection)
     finally:
         close(app)
+    engine = engine_for(settings.database_url)
+    try:
+        settle(engine)
+    finally:
+        engine.dispose()
     return f"app.search.rebuild(): {done:,} calls"
 
 

@@ -34,6 +34,10 @@ def upgrade():
     op.create_index("ix_calls_updated_at", "calls", ["updated_at"])
     op.create_index("ix_recordings_updated_at", "recordings", ["updated_at"])
     search.rebuild(bind)
+    if bind.dialect.name == "postgresql":
+        # Statistics for the planner now, not at autovacuum's next visit: without them
+        # every word looks common, and a rare one is searched for by walking every call.
+        op.execute("ANALYZE call_search")
 
 
 def downgrade():
