@@ -11,6 +11,7 @@ for. Both storage configurations run every operation.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -194,3 +195,20 @@ def test_a_script_gets_json_errors_on_exports_and_audio_too(
         answer = client.get(path, headers=bearer)
         assert answer.status_code in (400, 404) and answer.mimetype == "application/json", path
         assert set(answer.get_json()) == {"error"}
+    unsatisfiable = client.get("/recordings/1/audio", headers={**bearer, "Range": "pages=1-2"})
+    assert unsatisfiable.status_code == 416 and set(unsatisfiable.get_json()) == {"error"}
+
+
+def test_a_body_over_a_megabyte_is_a_json_413(seeded: Flask, credentials: dict[str, dict[str, str]]) -> None:
+    huge = json.dumps({"to": "+14155550100", "pad": "x" * (1024 * 1024)})
+    person = seeded.test_client()
+    assert login(person).status_code == 302
+    script = seeded.test_client()
+    for client, method, path, headers in (
+        (person, "PUT", f"/api/calls/{call_sid(2)}/speakers", {"X-CSRFToken": person.csrf_token()}),  # type: ignore[attr-defined]
+        (script, "POST", "/dial", credentials["token"]),
+    ):
+        answer = client.open(
+            path, method=method, data=huge, headers={**headers, "Content-Type": "application/json"}
+        )
+        assert answer.status_code == 413 and set(answer.get_json()) == {"error"}, (path, answer.data[:80])
