@@ -48,6 +48,8 @@ CALLEE = "+14155550199"
 # A user of the logout test's own: logging out ends every session of the user.
 LEAVER, LEAVER_PASSWORD = "leaving", "leaving-password-4e2b"
 WIDE, NARROW = 1280, 390
+# The narrowest phone the pages are laid out for.
+SMALLEST = 360
 # How long the page may take to show what the service already knows.
 SHOWN_MS = 10_000
 # How long a live list may take to notice a change: a few polling intervals.
@@ -374,28 +376,159 @@ def test_each_export_downloads_with_the_speakers_and_words_of_the_page(
 # -- screenshots, wide and narrow ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("width", [WIDE, NARROW])
-@pytest.mark.parametrize("view", ["list", "call"])
-def test_each_page_fits_the_window_and_is_saved_as_a_screenshot(
-    page: Page, calls: tuple[PlannedCall, PlannedCall], artifacts: Path, view: str, width: int
-) -> None:
-    """The list and a call's page at a laptop's and a phone's width; on a phone nothing scrolls sideways."""
+VIEWS = ["list", "call", "users", "login"]
+
+
+def show(page: Page, view: str, calls: tuple[PlannedCall, PlannedCall]) -> None:
+    """Open one of the :data:`VIEWS` and wait until it shows what it is for."""
     from playwright.sync_api import expect
 
     _, forwarded = calls
-    page.set_viewport_size(viewport(width))
+    if view == "call":
+        page.goto(f"/calls/{forwarded.call_sid}")
+        expect(page.locator("ol.dialogue > li")).to_have_count(len(forwarded.lines))
+    elif view == "list":
+        page.goto("/")
+        expect(link_to(page, forwarded.call_sid).first).to_be_visible()
+        page.locator("details.more-filters > summary").click()  # the filters, open
+    elif view == "users":
+        page.goto("/users")
+        expect(page.get_by_role("heading", name="Users")).to_be_visible()
+    else:
+        page.goto("/login")
+        expect(page.get_by_role("button", name="Log in")).to_be_visible()
+
+
+@pytest.fixture
+def viewed(request: pytest.FixtureRequest, page: Page, browser: Browser, service: Service) -> Iterator[Page]:
+    """A tab for the test's ``view``: logged in, or, for the login form, a fresh browser."""
+    if request.node.callspec.params["view"] != "login":
+        yield page
+        return
+    fresh = open_page(browser, service)
     try:
-        if view == "call":
-            page.goto(f"/calls/{forwarded.call_sid}")
-            expect(page.locator("ol.dialogue > li")).to_have_count(len(forwarded.lines))
-        else:
-            page.goto("/")
-            expect(link_to(page, forwarded.call_sid).first).to_be_visible()
+        yield fresh
     finally:
-        page.screenshot(path=str(artifacts / f"{view}-{width}px.png"), full_page=True)
-    if width == NARROW:
-        sizes = page.evaluate(SIZES)
+        fresh.context.close()
+
+
+@pytest.mark.parametrize("width", [WIDE, NARROW, SMALLEST])
+@pytest.mark.parametrize("view", VIEWS)
+def test_each_page_fits_the_window_and_is_saved_as_a_screenshot(
+    viewed: Page, calls: tuple[PlannedCall, PlannedCall], artifacts: Path, view: str, width: int
+) -> None:
+    """Each page at a laptop's and a phone's width; on a phone nothing scrolls sideways."""
+    viewed.set_viewport_size(viewport(width))
+    try:
+        show(viewed, view, calls)
+    finally:
+        viewed.screenshot(path=str(artifacts / f"{view}-{width}px.png"), full_page=True)
+    if width < WIDE:
+        sizes = viewed.evaluate(SIZES)
         assert sizes["scroll"] <= sizes["inner"], f"the {view} page scrolls sideways at {width} px: {sizes}"
+
+
+# -- accessibility -------------------------------------------------------------------------
+
+# Every control a person can reach, and the name assistive technology reads for it.
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button, a[href], audio, summary')]
+  .filter(el => {
+    const labelled = el.labels && [...el.labels].some(l => l.textContent.trim());
+    const by = el.getAttribute('aria-labelledby');
+    const named = labelled || (el.getAttribute('aria-label') || '').trim()
+      || (by && (document.getElementById(by) || {}).textContent)
+      || (['BUTTON', 'A', 'SUMMARY'].includes(el.tagName) && el.textContent.trim());
+    return !named;
+  })
+  .map(el => el.outerHTML.slice(0, 120))"""
+
+# WCAG 2.1's contrast ratio for every piece of text shown: 4.5:1, or 3:1 for large text.
+LOW_CONTRAST = """() => {
+  const rgb = c => { const m = c.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null; const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+  const luminance = ({r, g, b}) => { const f = v => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const behind = el => { for (let e = el; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c; }
+    return {r: 255, g: 255, b: 255, a: 1}; };
+  const low = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const box = el.getBoundingClientRect(), style = getComputedStyle(el);
+    if (box.width < 2 || box.height < 2 || style.visibility === 'hidden') continue;
+    const [hi, lo] = [luminance(rgb(style.color)), luminance(behind(el))].sort((x, y) => y - x);
+    const ratio = (hi + 0.05) / (lo + 0.05), size = parseFloat(style.fontSize);
+    const need = size >= 24 || (parseInt(style.fontWeight) >= 700 && size >= 18.66) ? 3 : 4.5;
+    if (ratio < need) low.push(`${el.tagName.toLowerCase()}.${el.className} ${ratio.toFixed(2)}:1 `
+      + `“${el.textContent.trim().slice(0, 30)}”`);
+  }
+  return low;
+}"""
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_control_has_a_name_and_all_text_has_enough_contrast(
+    viewed: Page, calls: tuple[PlannedCall, PlannedCall], view: str
+) -> None:
+    show(viewed, view, calls)
+    assert viewed.evaluate(UNNAMED_CONTROLS) == [], f"controls on the {view} page with no name"
+    assert viewed.evaluate(LOW_CONTRAST) == [], f"text on the {view} page below WCAG AA contrast"
+
+
+def focused(page: Page) -> str:
+    """The focused element as a person hears it: its accessible name, or its tag."""
+    name: str = page.evaluate(
+        """() => { const el = document.activeElement, label = el.labels && el.labels[0];
+          return el.getAttribute('aria-label') || (label && label.textContent.trim())
+            || el.textContent.trim() || el.tagName.toLowerCase(); }"""
+    )
+    return " ".join(name.split())
+
+
+def test_the_filters_open_and_apply_from_the_keyboard_in_reading_order(
+    page: Page, calls: tuple[PlannedCall, PlannedCall]
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    page.get_by_role("searchbox").focus()
+    page.keyboard.press("Tab")
+    assert focused(page) == "Search"
+    page.keyboard.press("Tab")
+    assert focused(page) == "Filters"
+    page.keyboard.press("Enter")  # the summary opens the filters
+    page.keyboard.press("Tab")
+    assert focused(page).startswith("Direction")
+    page.keyboard.press("ArrowDown")  # Any -> Inbound
+    expect(page.locator("select[name=direction]")).to_have_value("inbound")
+    for _ in range(15):  # status, transcript, each part of two dates, number: then Apply
+        page.keyboard.press("Tab")
+        if focused(page) == "Apply":
+            break
+    assert focused(page) == "Apply"
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"direction=inbound"))
+    for call in calls:
+        expect(link_to(page, call.call_sid).first).to_be_visible()
+
+
+def test_a_turn_plays_from_the_keyboard(
+    page: Page, calls: tuple[PlannedCall, PlannedCall], fakes: Fakes
+) -> None:
+    _, forwarded = calls
+    page.goto(f"/calls/{forwarded.call_sid}")
+    second = transcript_of(fakes, forwarded)["utterances"][1]
+    button = page.locator("button.seek[data-start]").nth(1)
+    player = page.locator("section.recording", has=button).locator("audio").first
+    before = play_then_pause(page, player)
+    assert before < second["start"] / 1000 - 1, f"paused at {before} s, too near the turn"
+    button.focus()
+    assert focused(page).startswith("Play from")
+    page.keyboard.press("Enter")
+    expect_player_at(page, player, second["start"] / 1000)
 
 
 # -- features still being built: each skips until the page carries its marker ----------------
