@@ -48,8 +48,20 @@ login_manager.login_view = "auth.login"
 login_manager.login_message = "Log in to see your calls."
 
 ADMIN = "admin"
-# Checking a password against this keeps unknown usernames as slow as known ones.
-_DUMMY_HASH = generate_password_hash("never a real password")
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Checking a password against this keeps unknown usernames as slow as known ones.
+
+    Made on first use, not at import: a scrypt hash costs about 100 ms and
+    32 MiB, which the worker and every CLI command never need. Web workers
+    make it as they start (gunicorn.conf.py), so the first login costs the
+    same as every other.
+    """
+    return generate_password_hash("never a real password")
+
+
 # Where init_app keeps the hash of ADMIN_PASSWORD it made at start-up.
 ENV_ADMIN_HASH = "env_admin_hash"
 
@@ -89,7 +101,7 @@ def password_matches(account: Account | None, password: str) -> bool:
     """One werkzeug check whoever the name is, so every wrong password costs the same:
     a user's own hash, the hash of ADMIN_PASSWORD made at start-up, or a dummy."""
     if account is None:
-        pwhash = _DUMMY_HASH
+        pwhash = dummy_hash()
     elif account.password_hash.startswith("env$"):
         pwhash = current_app.extensions[ENV_ADMIN_HASH]
     else:
@@ -156,7 +168,8 @@ def _hash_once(password: str) -> str:
 
 def init_app(app: Flask) -> None:
     admin_password = app.extensions["settings"].admin_password
-    app.extensions[ENV_ADMIN_HASH] = _hash_once(admin_password) if admin_password else _DUMMY_HASH
+    # Read only for the environment's admin, who exists only with ADMIN_PASSWORD.
+    app.extensions[ENV_ADMIN_HASH] = _hash_once(admin_password) if admin_password else None
     login_manager.init_app(app)
     app.before_request(identify)
     app.register_blueprint(bp)

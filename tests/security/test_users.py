@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+import runpy
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import select
 
+from app import auth
 from app.models import User, db
 from tests.helpers import ADMIN_PASSWORD, password_checks
 
@@ -139,3 +144,15 @@ def test_a_hash_for_admin_password_hash_needs_the_admin_length(app: Flask) -> No
     """ADMIN_PASSWORD needs 12 characters; the password behind ADMIN_PASSWORD_HASH too."""
     short = app.test_cli_runner().invoke(args=["users", "hash", "--password-stdin"], input="eleven char\n")
     assert short.exit_code == 1 and "at least 12" in short.output
+
+
+def test_the_stand_in_hash_is_made_by_web_workers_as_they_start_not_on_import() -> None:
+    """A scrypt hash costs 100 ms and 32 MiB: the worker and the CLI, which never check a
+    password, do not pay it; a web worker pays it before its first login, not during it."""
+    repo = Path(__file__).resolve().parents[2]
+    code = "import app.auth as a; print(a.dummy_hash.cache_info().currsize)"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
+    assert imported.returncode == 0 and imported.stdout.strip() == "0", imported.stderr
+    auth.dummy_hash.cache_clear()
+    runpy.run_path(str(repo / "gunicorn.conf.py"))["post_worker_init"](None)
+    assert auth.dummy_hash.cache_info().currsize == 1
