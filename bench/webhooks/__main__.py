@@ -1,12 +1,14 @@
-"""Webhook acknowledgement: how many signed recording-status callbacks the service answers, and how fast.
+"""Webhook acknowledgement: how many authenticated provider callbacks the service answers, and how fast.
 
 wrk (Debian's) posts pre-signed Twilio ``recording-status`` callbacks, each
 with its own RecordingSid, to the web process as the Procfile runs it
 (gunicorn, gunicorn.conf.py), on the ``completed`` path (stores and
-enqueues) and the ``absent`` path (stores only). The baseline, measured in
-the same run under the same gunicorn settings, is a bare Flask app with the
-same route answering 204 (``bench/webhooks/bare.py``). No queue worker runs:
-this measures the acknowledgement, and the enqueued jobs wait.
+enqueues) and the ``absent`` path (stores only), and AssemblyAI's
+"transcript ready" webhook for recordings whose transcripts are in flight
+(checks the id, enqueues the fetch). The baseline, measured in the same run
+under the same gunicorn settings, is a bare Flask app with one POST route
+answering 204 (``bench/webhooks/bare.py``). No queue worker runs: this
+measures the acknowledgement, and the enqueued jobs wait.
 
     python -m bench.webhooks                       # SQLite and PostgreSQL + Redis, 32 and 128 connections
     python -m bench.webhooks --storage sqlite --seconds 5 --connections 32
@@ -30,12 +32,30 @@ from urllib.parse import urlencode
 from uuid import uuid4
 
 import redis
+import requests
+import sqlalchemy as sa
 
-from bench.dashboard.store import scratch_postgres
+from app import callbacks
+from app.config import WEBHOOK_HEADER_NAME, Settings
+from app.models import Call, Recording, Transcript
+from app.states import RecordingStatus, Stage, TranscriptStatus
+from bench.dashboard.store import engine_for, scratch_postgres
 from tests.e2e.service import REPO, VENV_BIN, Service, free_port
-from tests.helpers import BASE_URL, call_sid, full_env, recording_form, recording_sid, twilio_signature
+from tests.helpers import (
+    ACCOUNT_SID,
+    BASE_URL,
+    call_sid,
+    full_env,
+    recording_form,
+    recording_sid,
+    twilio_signature,
+)
 
-PATH = "/twilio/recording-status"
+PATH = callbacks.TWILIO_RECORDING_STATUS
+FORM = "application/x-www-form-urlencoded"
+# AssemblyAI's webhooks go to recordings with a transcript in flight, seeded
+# before the run; a repeated notice takes the same path as a first one.
+IN_FLIGHT = 2000
 LUA = Path(__file__).with_name("cycle.lua")
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -77,16 +97,67 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def request_file(path: Path, lines: list[tuple[str, str, str, str, str]]) -> Path:
+    """wrk's requests, one a line: path, content type, header name and value, body."""
+    path.write_text("".join("\t".join(line) + "\n" for line in lines))
+    return path
+
+
 def signed_requests(status: str, count: int, folder: Path) -> Path:
     """A file of ``count`` signed callbacks for wrk, each with a new call and recording."""
     lines = []
     for n in range(count):
         form = recording_form(call_sid(n + 1), recording_sid(n + 1), status)
         signature = twilio_signature(BASE_URL + PATH, form)
-        lines.append(f"{PATH}\t{signature}\t{urlencode(form)}")
-    path = folder / f"{status}.tsv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        lines.append((PATH, FORM, "X-Twilio-Signature", signature, urlencode(form)))
+    return request_file(folder / f"{status}.tsv", lines)
+
+
+def seed_in_flight(database_url: str, count: int) -> list[tuple[int, str]]:
+    """Calls whose recordings AssemblyAI is transcribing: (recording id, transcript id) each."""
+    engine = engine_for(database_url)
+    offset = 10_000_000  # SIDs apart from the Twilio callbacks' own
+    with engine.begin() as connection:
+        connection.execute(
+            Call.__table__.insert(),
+            [{"call_sid": call_sid(offset + n), "account_sid": ACCOUNT_SID} for n in range(count)],
+        )
+        calls = dict(connection.execute(sa.select(Call.call_sid, Call.id)).all())
+        connection.execute(
+            Recording.__table__.insert(),
+            [
+                {
+                    "recording_sid": recording_sid(offset + n),
+                    "call_id": calls[call_sid(offset + n)],
+                    "account_sid": ACCOUNT_SID,
+                    "status": RecordingStatus.COMPLETED,
+                    "stage": Stage.SUBMITTED,
+                    "engine": "assemblyai",
+                }
+                for n in range(count)
+            ],
+        )
+        recordings = connection.execute(sa.select(Recording.id).order_by(Recording.id)).scalars().all()
+        transcripts = [(rid, str(uuid4())) for rid in recordings]
+        connection.execute(
+            Transcript.__table__.insert(),
+            [
+                {"transcript_id": tid, "recording_id": rid, "status": TranscriptStatus.QUEUED}
+                for rid, tid in transcripts
+            ],
+        )
+    engine.dispose()
+    return transcripts
+
+
+def assemblyai_requests(transcripts: list[tuple[int, str]], secret: str, folder: Path, name: str) -> Path:
+    """AssemblyAI's notices for ``transcripts``, with the header the service asked it to send."""
+    lines = []
+    for recording_id, transcript_id in transcripts:
+        path = callbacks.public_url("", callbacks.ASSEMBLYAI_WEBHOOK, recording=recording_id)
+        body = json.dumps({"transcript_id": transcript_id, "status": "completed"})
+        lines.append((path, "application/json", WEBHOOK_HEADER_NAME, secret, body))
+    return request_file(folder / f"assemblyai-{name}.tsv", lines)
 
 
 def wrk(url: str, requests_file: Path, connections: int, args: argparse.Namespace) -> dict[str, int]:
@@ -108,7 +179,19 @@ def wrk(url: str, requests_file: Path, connections: int, args: argparse.Namespac
     return result
 
 
+def check_path(url: str, requests_file: Path) -> None:
+    """Send the file's last request once: the run measures the path it names, or stops here."""
+    path, content_type, name, value, body = requests_file.read_text().splitlines()[-1].split("\t")
+    answer = requests.post(
+        url + path, data=body, headers={"Content-Type": content_type, name: value}, timeout=15
+    )
+    refused = answer.headers.get("Content-Type") == "application/json" and not answer.json()["accepted"]
+    if not answer.ok or refused:
+        raise RuntimeError(f"{path} answered {answer.status_code} {answer.text[:200]}")
+
+
 def measure(target: str, url: str, path: str, requests_file: Path, args: argparse.Namespace) -> list[Run]:
+    check_path(url, requests_file)
     runs = []
     for connections in args.connections:
         got = wrk(url, requests_file, connections, args)
@@ -190,6 +273,9 @@ def service(args: argparse.Namespace, kind: str, files: dict[str, Path], folder:
         (folder / f"{kind}-logs").mkdir(exist_ok=True)
         stack.callback(running.stop)
         running.release()
+        in_flight = seed_in_flight(settings["DATABASE_URL"], IN_FLIGHT)
+        secret = Settings.from_env(settings).webhook_secret
+        files = {**files, "assemblyai": assemblyai_requests(in_flight, secret, folder, kind)}
         running.web.start()
         running.wait_ready([running.web])
         name = "SQLite" if kind == "sqlite" else "PostgreSQL + Redis"
@@ -226,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         for kind in kinds:
             runs += service(args, kind, files, folder)
     report = (
-        f"{table(runs)}\n\nwrk {args.threads} threads, {args.seconds} s a run, signed "
-        f"`recording-status` callbacks, each with its own RecordingSid; gunicorn.conf.py "
+        f"{table(runs)}\n\nwrk {args.threads} threads, {args.seconds} s a run; signed "
+        f"`recording-status` callbacks, each with its own RecordingSid, and AssemblyAI's webhook "
+        f"for {IN_FLIGHT:,} transcripts in flight; gunicorn.conf.py "
         f"(WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '2')}, "
         f"WEB_THREADS={os.environ.get('WEB_THREADS', '4')}); no queue worker.\n"
     )

@@ -1,7 +1,7 @@
 -- wrk: POST pre-signed Twilio webhooks, each thread cycling through its own share of them,
 -- so that no two threads send the same RecordingSid.
 -- Arguments after "--": the file of requests, and wrk's thread count.
--- Each line of the file: path TAB signature TAB url-encoded body.
+-- Each line of the file: path TAB content type TAB header name TAB header value TAB body.
 local count = 0
 
 function setup(thread)
@@ -14,11 +14,9 @@ function init(args)
   shares, next_one, n = {}, 0, 0
   for line in io.lines(args[1]) do
     if n % threads == index then
-      local path, signature, body = line:match("^([^\t]+)\t([^\t]+)\t(.*)$")
-      table.insert(shares, wrk.format("POST", path, {
-        ["Content-Type"] = "application/x-www-form-urlencoded",
-        ["X-Twilio-Signature"] = signature,
-      }, body))
+      local path, content_type, name, value, body =
+        line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t(.*)$")
+      table.insert(shares, wrk.format("POST", path, {["Content-Type"] = content_type, [name] = value}, body))
     end
     n = n + 1
   end
