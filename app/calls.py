@@ -11,11 +11,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Insert, Select, bindparam, insert, or_, select, update
 
 from . import clients, jobs, search
-from .models import Call, Recording, db, insert_ignore, move_forward, record_event, utcnow
+from .models import (
+    Call,
+    CallEvent,
+    Recording,
+    db,
+    dialect_insert,
+    dialect_name,
+    insert_ignore,
+    move_forward,
+    rank,
+    record_event,
+    utcnow,
+)
 from .providers import ProviderError
 from .providers.twilio import PlacedCall
 from .states import (
@@ -125,44 +138,81 @@ def call_placed(placed: PlacedCall, *, account_sid: str, from_number: str, to_nu
     return call
 
 
+@dataclass(frozen=True)
+class _RecordingWrites:
+    """The recording callback's statements, built once per kind of database.
+
+    Its transaction is the busiest write of the service (a burst of calls
+    ending at once is a burst of these), so it is two or three prebuilt Core
+    statements rather than ORM statements built and compiled per request.
+    """
+
+    call: Insert  # the call, unless it is stored: RETURNING its id
+    call_id: Select[tuple[int]]  # the id of a call that was stored
+    moves: dict[bool, Insert]  # completed or not: the recording, its status moved forward, RETURNING it
+    event: Insert  # a row of the call's history
+
+
+@cache
+def _recording_writes(dialect: str) -> _RecordingWrites:
+    calls, recordings = Call.__table__, Recording.__table__
+    call = dialect_insert(calls, dialect)
+    moves = {}
+    for completed in (False, True):
+        upsert = dialect_insert(recordings, dialect)
+        moved = ["status", "channels", "duration", "source", "error_code", "started_at", "updated_at"]
+        if completed:
+            moved += ["stage", "stage_changed_at"]
+        moves[completed] = upsert.on_conflict_do_update(
+            index_elements=["recording_sid"],
+            set_={name: upsert.excluded[name] for name in moved},
+            # A late or repeated callback finds the row further on and changes nothing.
+            where=or_(
+                recordings.c.status.is_(None),
+                rank(recordings.c.status, RecordingStatus) < rank(upsert.excluded.status, RecordingStatus),
+            ),
+        ).returning(recordings.c.id, recordings.c.call_id)
+    return _RecordingWrites(
+        call=call.on_conflict_do_nothing(index_elements=["call_sid"]).returning(calls.c.id),
+        call_id=select(calls.c.id).where(calls.c.call_sid == bindparam("call_sid")),
+        moves=moves,
+        event=insert(CallEvent.__table__),
+    )
+
+
 def recording_status_changed(change: RecordingUpdate) -> None:
     """Twilio's recording status callback: store it; a completed one goes to transcription."""
-    _ensure_call(change.call_sid, change.account_sid)
-    call_id = db.session.scalar(select(Call.id).where(Call.call_sid == change.call_sid))
-    insert_ignore(
-        Recording,
-        {
-            "recording_sid": change.recording_sid,
-            "call_id": call_id,
-            "account_sid": change.account_sid,
-            "channels": change.channels,
-        },
-        "recording_sid",
-    )
-    values: dict[str, object] = {
+    writes = _recording_writes(dialect_name())
+    call = {"call_sid": change.call_sid, "account_sid": change.account_sid}
+    call_id = db.session.execute(writes.call, call).scalar()
+    if call_id is None:
+        call_id = db.session.execute(writes.call_id, call).scalar_one()
+    completed = change.status == RecordingStatus.COMPLETED
+    now = utcnow()
+    recording: dict[str, object] = {
+        "recording_sid": change.recording_sid,
+        "call_id": call_id,
+        "account_sid": change.account_sid,
+        "status": change.status,
         "channels": change.channels,
         "duration": change.duration,
         "source": change.source,
         "error_code": change.error_code,
         "started_at": change.started_at,
+        "updated_at": now,
     }
-    completed = change.status == RecordingStatus.COMPLETED
     if completed:
-        values.update(stage=Stage.PENDING, stage_changed_at=utcnow())
-    moved = move_forward(
-        Recording.status, change.status, Recording.recording_sid == change.recording_sid, **values
-    )
-    if moved:
-        record_event(EventKind.RECORDING, change.status, Recording.recording_sid == change.recording_sid)
-    recording_id = db.session.scalar(
-        select(Recording.id).where(Recording.recording_sid == change.recording_sid)
-    )
+        recording.update(stage=Stage.PENDING, stage_changed_at=now)
+    moved = db.session.execute(writes.moves[completed], recording).first()
+    if moved is not None:
+        event = {"call_id": moved.call_id, "recording_id": moved.id, "kind": EventKind.RECORDING}
+        db.session.execute(writes.event, {**event, "status": change.status})
     db.session.commit()
     # Only the request that moved the recording to "completed" starts the
     # work, and only now that the row is committed for the worker to see.
-    if moved and completed and recording_id is not None:
-        jobs.queue().process_recording(recording_id)
-    elif not moved:
+    if moved is not None and completed:
+        jobs.queue().process_recording(moved.id)
+    elif moved is None:
         log.info("recording %s: %s callback changed nothing", change.recording_sid, change.status)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -302,21 +303,35 @@ class Attempt(db.Model):
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
+def dialect_name() -> str:
+    """The kind of database the session talks to: "sqlite" or "postgresql"."""
+    return db.session.get_bind().dialect.name
+
+
+def dialect_insert(table: Table, dialect: str | None = None) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say ON CONFLICT, for ``dialect`` (default: the session's database)."""
+    module = postgresql if (dialect or dialect_name()) == "postgresql" else sqlite
+    return module.insert(table)
+
+
 def insert_ignore(model: type[Base], values: dict[str, Any], key: str) -> None:
     """INSERT a row unless one with the same ``key`` exists, atomically.
 
     Two webhooks for a new CallSid may arrive at once; with ON CONFLICT DO
     NOTHING neither fails, and both go on to update the one row.
     """
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+    statement = dialect_insert(model.__table__).values(**values).on_conflict_do_nothing(index_elements=[key])
     db.session.execute(statement)
+
+
+def rank(column: Any, kind: type[StrEnum]) -> ColumnElement[int]:
+    """SQL: the rank of the status in ``column`` among ``kind``'s (-1 for none known)."""
+    return case(dict(RANKS[kind]), value=column, else_=-1)
 
 
 def rank_below(column: Any, status: StrEnum) -> ColumnElement[bool]:
     """SQL condition: ``column`` is unset or ranks below ``status``."""
-    ranks = RANKS[type(status)]
-    return or_(column.is_(None), case(dict(ranks), value=column, else_=-1) < ranks[status])
+    return or_(column.is_(None), rank(column, type(status)) < RANKS[type(status)][status])
 
 
 def move_forward(
