@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any
 
 from flask import abort, request
@@ -34,6 +34,12 @@ def twilio_public_url() -> str:
     return f"{url}?{query}" if query else url
 
 
+@lru_cache(maxsize=4)
+def _validator(auth_token: str) -> RequestValidator:
+    """One validator per auth token and process, not one per request."""
+    return RequestValidator(auth_token)
+
+
 def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:
     """Answer 403 unless the request carries a valid Twilio signature."""
 
@@ -43,7 +49,7 @@ def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:
         require("Twilio webhooks", TWILIO_AUTH_TOKEN=settings.twilio_auth_token, BASE_URL=settings.base_url)
         assert settings.twilio_auth_token is not None
         signature = request.headers.get("X-Twilio-Signature", "")
-        validator = RequestValidator(settings.twilio_auth_token)
+        validator = _validator(settings.twilio_auth_token)
         if not signature or not validator.validate(twilio_public_url(), request.form, signature):
             log.warning("rejected %s: %s Twilio signature", request.path, "bad" if signature else "no")
             abort(403, "Invalid or missing X-Twilio-Signature.")
