@@ -576,11 +576,17 @@ class DedicatedDatabase:
         """Refuse new connections and end the open ones: the database is "down". Returns how many ended."""
         with self.admin.connect() as connection:
             connection.exec_driver_sql(f'ALTER DATABASE "{self.name}" WITH ALLOW_CONNECTIONS false')
+        return self.end_sessions()
+
+    def end_sessions(self) -> int:
+        """End every open connection to the database, which stays up (a failover, an idle timeout).
+
+        Returns how many ended, once their server processes have gone.
+        """
+        others = "FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
+        with self.admin.connect() as connection:
             ended = connection.execute(
-                sa.text(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()) AS ended"
-                ),
+                sa.text(f"SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) {others}) AS ended"),
                 {"name": self.name},
             ).scalar_one()
         return int(ended)

@@ -275,6 +275,33 @@ def _postgres_restarted(storage: Storage, tmp_path: Path) -> None:
             h.assert_transcribed_once([first, second])
 
 
+@pytest.mark.parametrize("storage", [b for b in BACKENDS if b != "sqlite"], indirect=True)
+def test_sessions_ended_by_postgres_cost_no_webhook(storage: Storage, tmp_path: Path) -> None:
+    """PostgreSQL ends the service's idle connections and stays up: the next callbacks all succeed at once."""
+    with dedicated_database(os.environ["TEST_DATABASE_URL"]) as database:
+        with Harness(tmp_path, {**storage.env, "DATABASE_URL": database.url}) as h:
+            warm = [h.plan_call() for _ in range(4)]
+            with ThreadPoolExecutor(8) as pool:  # several pooled connections in each web worker
+                list(
+                    pool.map(
+                        h.send,
+                        [d for c in warm for d in (*h.call_status_deliveries(c), h.recording_delivery(c))],
+                    )
+                )
+            h.wait_transcribed(warm)
+
+            assert database.end_sessions() > 0, "no connection of the service was open to end"
+            calls = [h.plan_call() for _ in range(4)]
+            deliveries = [d for c in calls for d in (*h.call_status_deliveries(c), h.recording_delivery(c))]
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(h.send_answered, deliveries))
+            assert all(ok(a) for a in answers), described(answers)
+            assert h.healthz() == 200
+
+            h.wait_transcribed(calls)
+            h.assert_transcribed_once([*warm, *calls])
+
+
 def _sqlite_locked(storage: Storage, tmp_path: Path) -> None:
     with Harness(tmp_path, storage.env) as h:
         first = _first_call_waiting_for_its_webhook(h)
