@@ -13,11 +13,13 @@ Callers enqueue only after the commit that made the row visible.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 
 from flask import Flask, current_app
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey
 from huey.api import TaskWrapper
+from huey.storage import SqliteStorage
 
 PROCESS_RECORDING = "process_recording"
 FETCH_TRANSCRIPT = "fetch_transcript"
@@ -71,11 +73,30 @@ class Jobs:
             task(key)
 
 
+class QueueFile(SqliteStorage):
+    """Huey's SQLite queue, in WAL mode with ``synchronous=NORMAL``, as the app's own database.
+
+    Huey syncs each enqueue to disk by default (``FULL``; its ``fsync``
+    option offers that or no syncing at all), which made an enqueue cost
+    more than the webhook's own transaction. With ``NORMAL`` a committed job
+    survives any crash of the process and stays consistent; only a power
+    cut can lose the last ones, and the periodic reconciliation finds their
+    recordings again, as it finds those of a worker killed mid-job.
+    """
+
+    def _create_connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection = super()._create_connection()
+        connection.execute("pragma synchronous=NORMAL")
+        return connection
+
+
 def create_huey(*, redis_url: str | None, name: str, folder: str) -> Huey:
     if redis_url:
         return RedisHuey(name, url=redis_url, results=False)
     os.makedirs(folder, exist_ok=True)
-    return SqliteHuey(name, filename=os.path.join(folder, "queue.db"), timeout=15, results=False)
+    return Huey(
+        name, storage_class=QueueFile, filename=os.path.join(folder, "queue.db"), timeout=15, results=False
+    )
 
 
 def init_app(app: Flask, *, redis_url: str | None, name: str) -> None:

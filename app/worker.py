@@ -129,9 +129,12 @@ def run(app: Flask, *, threads: int, reconcile_here: bool) -> None:
         workers=threads,
         periodic=False,
         worker_type="thread",
-        # Look at an idle queue at least every second (Huey's default backs
-        # off to 10 s): a recording needs several jobs in a row.
-        max_delay=1.0,
+        # Redis hands a job to a waiting worker at once. An SQLite queue is
+        # polled: every 20 ms after a job, backing off to every 100 ms when
+        # idle (Huey's default backs off to 10 s), since a recording needs
+        # several jobs in a row and each poll is one indexed read.
+        initial_delay=0.02,
+        max_delay=0.1,
     )
     stop = threading.Event()
     if reconcile_here:
