@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import select
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -63,6 +64,10 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
 
 # Requests that only read: on SQLite their transactions never take the write lock.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# How long a write waits for SQLite's write lock before "database is locked" (a 503).
+SQLITE_BUSY_SECONDS = 15
+# In a pooled SQLite connection's info: it holds this process's turn at the write lock.
+WRITER_TURN = "callscribe_writer_turn"
 
 
 def register_database(app: Flask, settings: Settings) -> None:
@@ -79,7 +84,7 @@ def register_database(app: Flask, settings: Settings) -> None:
     sqlite = settings.database_url.startswith("sqlite:")
     if sqlite:
         os.makedirs(app.instance_path, exist_ok=True)
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 15}}
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
     else:
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_recycle": 1800}
     db.init_app(app)
@@ -101,22 +106,52 @@ def _tune_sqlite(engine: Any) -> None:
     takes the write lock: a slow search must not hold up a webhook. A GET
     that writes does so in a transaction of its own, whose first statement
     is the write (app.tokens).
+
+    The threads of one process take turns at the write lock through a lock
+    of their own, held from BEGIN IMMEDIATE until the transaction commits
+    or rolls back (or, failing that, its connection goes back to the pool):
+    a thread waiting for it wakes the moment it is free, where SQLite's busy
+    handler polls in sleeps of up to 100 ms and leaves the lock idle in
+    between. The busy timeout still settles the turns between processes,
+    and a thread that has waited the whole timeout for its turn goes on to
+    SQLite's own wait rather than fail.
     """
+    writer = threading.Lock()
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        reading = has_request_context() and request.method in READ_METHODS
-        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+        if has_request_context() and request.method in READ_METHODS:
+            connection.exec_driver_sql("BEGIN")
+            return
+        connection.info[WRITER_TURN] = writer.acquire(timeout=SQLITE_BUSY_SECONDS)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def end_turn(info: dict[str, Any]) -> None:
+        if info.pop(WRITER_TURN, False):
+            writer.release()
+
+    @event.listens_for(engine, "commit")
+    def on_commit(connection: Any) -> None:
+        end_turn(connection.info)
+
+    @event.listens_for(engine, "rollback")
+    def on_rollback(connection: Any) -> None:
+        end_turn(connection.info)
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            end_turn(record.info)
 
 
 def _replace_closed_connections(engine: Any) -> None:
