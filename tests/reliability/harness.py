@@ -583,10 +583,12 @@ class DedicatedDatabase:
 
         Returns how many ended, once their server processes have gone.
         """
-        others = "FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
         with self.admin.connect() as connection:
             ended = connection.execute(
-                sa.text(f"SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) {others}) AS ended"),
+                sa.text(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()) AS ended"
+                ),
                 {"name": self.name},
             ).scalar_one()
         return int(ended)
