@@ -30,6 +30,7 @@ from app.config import Settings
 from bench.dashboard import measure, plans, store
 from bench.dashboard.corpus import COMMON_WORD, PHRASE, RARE_WORD
 from bench.dashboard.measure import Browser, NotAvailable, Timing
+from bench.running import forget_queue
 from tests.e2e.service import Service, free_port
 from tests.helpers import full_env
 
@@ -125,14 +126,6 @@ def service_settings(args: argparse.Namespace, instance: Path, database_url: str
         queue = f"bench-dashboard-{uuid4().hex[:8]}"
         settings.update(REDIS_URL=args.redis_url, QUEUE_NAME=queue)
     return settings
-
-
-def forget_queue(redis_url: str, queue: str) -> None:
-    import redis
-
-    with redis.Redis.from_url(redis_url) as client:
-        for key in client.scan_iter(match=f"*{queue}*"):
-            client.delete(key)
 
 
 def run_store(args: argparse.Namespace, kind: str, workdir: Path, started: float) -> StoreResult:

@@ -20,18 +20,15 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 from uuid import uuid4
 
-import redis
 import requests
 import sqlalchemy as sa
 
@@ -40,6 +37,7 @@ from app.config import WEBHOOK_HEADER_NAME, Settings
 from app.models import Call, Recording, Transcript
 from app.states import RecordingStatus, Stage, TranscriptStatus
 from bench.dashboard.store import engine_for, scratch_postgres
+from bench.running import forget_queue, serving_label, serving_settings, wait_for_port
 from tests.e2e.service import REPO, VENV_BIN, Service, free_port
 from tests.helpers import (
     ACCOUNT_SID,
@@ -90,7 +88,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL") or DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS_URL)
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
+    parser.add_argument("--quick", action="store_true", help="1 s a run at 8 connections: a smoke test")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.connections = 1, "8"
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install wrk)")
@@ -213,16 +214,6 @@ def measure(target: str, url: str, path: str, requests_file: Path, args: argpars
     return runs
 
 
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
 def bare_flask(args: argparse.Namespace, requests_file: Path, folder: Path) -> list[Run]:
     """The baseline: bench/webhooks/bare.py under gunicorn.conf.py, as the service runs."""
     port = free_port()
@@ -244,13 +235,6 @@ def bare_flask(args: argparse.Namespace, requests_file: Path, folder: Path) -> l
             process.wait(timeout=30)
 
 
-def forget_queue(redis_url: str, queue: str) -> None:
-    """The jobs the run enqueued (no worker took them) go with it."""
-    with redis.Redis.from_url(redis_url) as client:
-        for key in client.scan_iter(match=f"*{queue}*"):
-            client.delete(key)
-
-
 def service(args: argparse.Namespace, kind: str, files: dict[str, Path], folder: Path) -> list[Run]:
     """The web process as the Procfile runs it, on one store, without a queue worker."""
     with ExitStack() as stack:
@@ -261,6 +245,7 @@ def service(args: argparse.Namespace, kind: str, files: dict[str, Path], folder:
             "PORT": str(free_port()),
             "HOST": "127.0.0.1",
             "LOG_LEVEL": "WARNING",
+            **serving_settings(),
         }
         if kind == "postgres":
             settings["DATABASE_URL"] = scratch_postgres(args.database_url, stack)
@@ -315,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{table(runs)}\n\nwrk {args.threads} threads, {args.seconds} s a run; signed "
         f"`recording-status` callbacks, each with its own RecordingSid, and AssemblyAI's webhook "
         f"for {IN_FLIGHT:,} transcripts in flight; gunicorn.conf.py "
-        f"(WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '2')}, "
-        f"WEB_THREADS={os.environ.get('WEB_THREADS', '4')}); no queue worker.\n"
+        f"({serving_label(serving_settings())}); no queue worker.\n"
     )
     print(report)
     if args.out:
