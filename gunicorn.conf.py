@@ -1,6 +1,7 @@
 """gunicorn settings; the platform's $PORT wins, every value can be overridden."""
 
 import os
+import sys
 
 # All interfaces by default, as platforms need; make run binds 127.0.0.1.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"  # noqa: S104
@@ -21,7 +22,11 @@ control_socket_disable = True
 
 
 def post_worker_init(worker):
-    """Make the stand-in password hash before the first request, so every login costs the same."""
-    from app import auth
+    """Make the stand-in password hash before the first request, so every login costs the same.
 
-    auth.dummy_hash()
+    Only in a worker that serves callscribe (these settings also serve the
+    benchmarks' bare Flask baseline, which must not load the app).
+    """
+    auth = sys.modules.get("app.auth")
+    if auth is not None:
+        auth.dummy_hash()

@@ -533,6 +533,16 @@ def collect(
                 }
             )
     failed = Counter((row.last_error or "?") for row in rows.values() if row.stage == "failed")
+    # How long the backlog took to drain once the calls stopped: from the last
+    # recording's first callback to the last transcript stored.
+    last_callback = max(
+        (c.callback_sent_at for c in announced if c.callback_sent_at is not None), default=None
+    )
+    last_stored = max(
+        (r.completed_at.timestamp() for c in transcribed if (r := rows[c.recording_sid]).completed_at),
+        default=None,
+    )
+    last_gap = None if last_callback is None or last_stored is None else last_stored - last_callback
     wrong_status = {
         c.call_sid: statuses.get(c.call_sid) for c in announced if statuses.get(c.call_sid) != "completed"
     }
@@ -626,6 +636,7 @@ def collect(
         "worker_jobs": figures.worker_jobs(service.worker.log_path),
         "push_seconds": None if outcome.push_seconds is None else round(outcome.push_seconds, 1),
         "drain_seconds": None if outcome.drain_seconds is None else round(outcome.drain_seconds, 1),
+        "last_callback_to_last_transcript_seconds": None if last_gap is None else round(last_gap, 2),
         "provider_requests": {
             "twilio": dict(sorted(twilio_requests.items())),
             "assemblyai": dict(sorted(aai_requests.items())),
@@ -692,6 +703,10 @@ def render(report: dict[str, Any]) -> str:
         ),
         ("push time", figures.seconds(report["push_seconds"])),
         ("time to last transcript", figures.seconds(report["drain_seconds"])),
+        (
+            "last callback -> last transcript",
+            figures.seconds(report["last_callback_to_last_transcript_seconds"]),
+        ),
         ("wall time", figures.seconds(report["wall_seconds"])),
         ("traffic", ", ".join(f"{k} {v}" for k, v in sorted(report["traffic"].items()))),
         ("service answered not 2xx", report["service_answers_not_2xx"] or "never"),
