@@ -167,6 +167,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "callscribe-fake/1.0"
     sys_version = ""
     timeout = 60
+    # Headers and body go out in separate writes; without TCP_NODELAY the
+    # body waits for the client's delayed ACK (about 40 ms) on a reused
+    # connection, as the providers' own servers never make a client wait.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
