@@ -534,8 +534,9 @@ PATHS: dict[str, Any] = {
                     "name": "Range",
                     "in": "header",
                     "description": (
-                        "One range: bytes=START-END, bytes=START- or bytes=-LENGTH. Any other value "
-                        "(another unit, several ranges, a range past the end) gets 416."
+                        "One range: bytes=START-END, bytes=START- or bytes=-LENGTH; a range past the "
+                        "end gets 416. Any other value (another unit, several ranges) is ignored and "
+                        "the whole recording is sent."
                     ),
                     "schema": {"type": "string"},
                 },

@@ -150,21 +150,23 @@ def recording_audio(recording_id: int) -> Response:
 
     A ``Range`` request (a player seeking in a long call) is passed on to
     Twilio; when Twilio answers with the whole file instead, the range is cut
-    from the stream here, never held in memory. One ``bytes`` range only.
+    from the stream here, never held in memory. One ``bytes`` range only; any
+    other ``Range`` is ignored.
     """
     recording = db.session.get(Recording, recording_id)
     if recording is None or recording.status != RecordingStatus.COMPLETED:
         abort(404, "No such recording.")
     sid, channels = recording.recording_sid, recording.channels
     db.session.commit()  # no transaction stays open while Twilio answers
-    wanted, asked = request.range, request.headers.get("Range", "").strip()  # a blank one is none
-    if asked and (wanted is None or wanted.units != "bytes" or len(wanted.ranges) != 1):
-        return _unsatisfiable(None)
+    # RFC 9110 section 14.2: a Range this cannot serve (another unit, several ranges, one that
+    # does not parse) is ignored and the whole file is sent; only a range past the end is a 416.
+    wanted = request.range
+    if wanted is not None and (wanted.units != "bytes" or len(wanted.ranges) != 1):
+        wanted = None
+    asked = request.headers["Range"].strip() if wanted is not None else None
     stack = ExitStack()
     try:
-        media = stack.enter_context(
-            clients.twilio().open_media(sid, channels=channels, byte_range=asked if wanted else None)
-        )
+        media = stack.enter_context(clients.twilio().open_media(sid, channels=channels, byte_range=asked))
     except RangeNotSatisfiable as refused:
         stack.close()
         return _unsatisfiable(refused.content_range)
