@@ -304,7 +304,7 @@ class FakeHTTPServer:
         self.base_url = f"http://127.0.0.1:{port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"{type(self).__name__}:{port}",
             daemon=True,
         )
