@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
-import threading
+import sqlite3
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ from .config import NotConfigured, Settings
 from .logs import configure_logging
 from .models import db
 from .numbers import RowIdConverter
+from .writer_turn import WriterTurn
 
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
@@ -107,16 +109,16 @@ def _tune_sqlite(engine: Any) -> None:
     that writes does so in a transaction of its own, whose first statement
     is the write (app.tokens).
 
-    The threads of one process take turns at the write lock through a lock
-    of their own, held from BEGIN IMMEDIATE until the transaction commits
-    or rolls back (or, failing that, its connection goes back to the pool):
-    a thread waiting for it wakes the moment it is free, where SQLite's busy
-    handler polls in sleeps of up to 100 ms and leaves the lock idle in
-    between. The busy timeout still settles the turns between processes,
-    and a thread that has waited the whole timeout for its turn goes on to
-    SQLite's own wait rather than fail.
+    Writers take turns at the write lock (app.writer_turn): the threads of
+    a process and the processes on the file queue for it, from BEGIN
+    IMMEDIATE until the transaction has committed or rolled back (or,
+    failing that, its connection goes back to the pool), and the next one
+    goes the moment it is free, where SQLite's busy handler polls in sleeps
+    of up to 100 ms and leaves the lock idle in between. A writer that has
+    waited the whole busy timeout for its turn goes on to SQLite's own wait
+    rather than fail.
     """
-    writer = threading.Lock()
+    writer = WriterTurn(engine.url.database, timeout=SQLITE_BUSY_SECONDS)
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, record: Any) -> None:
@@ -133,7 +135,7 @@ def _tune_sqlite(engine: Any) -> None:
         if has_request_context() and request.method in READ_METHODS:
             connection.exec_driver_sql("BEGIN")
             return
-        connection.info[WRITER_TURN] = writer.acquire(timeout=SQLITE_BUSY_SECONDS)
+        connection.info[WRITER_TURN] = writer.acquire()
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     def end_turn(info: dict[str, Any]) -> None:
@@ -142,6 +144,12 @@ def _tune_sqlite(engine: Any) -> None:
 
     @event.listens_for(engine, "commit")
     def on_commit(connection: Any) -> None:
+        # This event comes before SQLAlchemy's COMMIT: commit here, so that the
+        # next writer's turn starts after it. Should it fail, SQLAlchemy's own
+        # commit, which follows (a no-op after this one), raises as it would.
+        if connection.info.get(WRITER_TURN):
+            with contextlib.suppress(sqlite3.Error):
+                connection.connection.dbapi_connection.commit()
         end_turn(connection.info)
 
     @event.listens_for(engine, "rollback")

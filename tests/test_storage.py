@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -127,3 +130,53 @@ def test_users_from_before_roles_become_admins_and_keep_their_token(app: Flask) 
         "/", headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
     )
     assert answer.status_code == 200
+
+
+def writer_lock_file(app: Flask) -> str:
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite only: PostgreSQL locks rows, not the database")
+        return f"{db.engine.url.database}-writer"
+
+
+def turn_is_free(path: str) -> bool:
+    """What another process sees: can it take the writer turn on this file now?"""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)  # an open file of its own, as another process has
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing it drops the lock
+    return True
+
+
+def test_a_write_transaction_holds_the_turn_of_every_process_on_the_file(app: Flask) -> None:
+    """Writers in other processes queue for the lock file, not in SQLite's busy handler."""
+    path = writer_lock_file(app)
+    with app.app_context():
+        db.session.add(Call(call_sid=call_sid()))
+        db.session.flush()  # BEGIN IMMEDIATE: this process's turn
+        assert not turn_is_free(path), "another process would have to wait"
+        db.session.commit()
+        assert turn_is_free(path), "the turn ends with the commit"
+        db.session.add(Call(call_sid=call_sid(2)))
+        db.session.flush()
+        db.session.rollback()
+        assert turn_is_free(path), "and with a rollback"
+
+
+def test_a_webhook_waits_for_another_process_turn_and_goes_when_it_ends(app: Flask) -> None:
+    path = writer_lock_file(app)
+    other = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another process is writing
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(
+            post_twilio, app.test_client(), "/twilio/call-status", call_status_form(call_sid(), "ringing")
+        )
+        with pytest.raises(FuturesTimeout):
+            answer.result(timeout=0.5)  # waiting for its turn
+        os.close(other)  # that process commits, or ends
+        assert answer.result(timeout=10).status_code == 204
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Call)) == 1
