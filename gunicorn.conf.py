@@ -6,7 +6,9 @@ import sys
 # All interfaces by default, as platforms need; make run binds 127.0.0.1.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"  # noqa: S104
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+# Threads per worker: enough that slow clients (a download, a CSV on a bad
+# line) holding some of them leave others for the webhooks; BENCHMARKS.md.
+threads = int(os.environ.get("WEB_THREADS", "16"))
 # Webhook routes answer in milliseconds; only /dial waits on Twilio.
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 20

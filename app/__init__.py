@@ -84,11 +84,15 @@ def register_database(app: Flask, settings: Settings) -> None:
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     sqlite = settings.database_url.startswith("sqlite:")
+    # As many connections as threads use the database at once (gunicorn's WEB_THREADS, the
+    # worker's WORKER_THREADS bound that), five kept open: a thread streaming a CSV to a
+    # slow client holds one, and must not leave a webhook waiting for the pool.
+    pool = {"pool_size": 5, "max_overflow": -1}
     if sqlite:
         os.makedirs(app.instance_path, exist_ok=True)
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**pool, "connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
     else:
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_recycle": 1800}
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**pool, "pool_recycle": 1800}
     db.init_app(app)
     Migrate(app, db, directory=MIGRATIONS, render_as_batch=sqlite, compare_type=True)
     with app.app_context():

@@ -20,7 +20,7 @@ def serving_settings() -> dict[str, str]:
 
 def serving_label(settings: dict[str, str]) -> str:
     """How the web process was sized, as gunicorn.conf.py reads ``settings``."""
-    return f"{settings.get('WEB_CONCURRENCY', '2')} workers × {settings.get('WEB_THREADS', '4')} threads"
+    return f"{settings.get('WEB_CONCURRENCY', '2')} workers × {settings.get('WEB_THREADS', '16')} threads"
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
