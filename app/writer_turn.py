@@ -10,8 +10,9 @@ moment the lock is free:
 * the threads of one process take turns through a ``threading.Lock``;
 * the processes on one database file (gunicorn's workers, the queue worker,
   a ``flask`` command) through an ``flock`` on a file beside it,
-  ``<database>-writer``. The kernel frees it when a process ends, however
-  it ends.
+  ``<database>-writer``, and a second one, ``<database>-writer-gate``, that
+  makes the turns alternate between processes (``WriterTurn.acquire``). The
+  kernel frees both when a process ends, however it ends.
 
 Each wait is bounded by ``timeout`` seconds. A writer that has waited that
 long goes on without its turn, to SQLite's own wait (the busy timeout),
@@ -42,43 +43,65 @@ class WriterTurn:
         self.timeout = timeout
         self._threads = threading.Lock()
         self._path = f"{database}-writer" if database and database != ":memory:" else None
-        self._fd: int | None = None
-        self._pid = 0  # the process that opened _fd: a child opens its own
+        self._files: tuple[int, int] | None = None  # the gate's and the turn's
+        self._pid = 0  # the process that opened them: a child opens its own
 
     def acquire(self) -> bool:
-        """Wait for the turn; False when the wait ran out and the caller goes on without it."""
+        """Wait for the turn; False when the wait ran out and the caller goes on without it.
+
+        A process waits for the turn holding the gate, and takes the gate
+        before the turn: so when a turn ends, a busy process cannot hand it
+        straight to another of its own threads while a process that polls
+        for it keeps missing it. Turns alternate between the processes that
+        want them.
+        """
         deadline = time.monotonic() + self.timeout
         if not self._threads.acquire(timeout=self.timeout):
             return False
-        fd = self._lock_file()
-        if fd is None:
+        files = self._lock_files()
+        if files is None:
             return True
-        pause = _FIRST_PAUSE
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        gate, turn = files
+        if _wait_for(gate, deadline):
+            got = _wait_for(turn, deadline)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+            if got:
                 return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self._threads.release()
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, _LONGEST_PAUSE)
+        self._threads.release()
+        return False
 
     def release(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if self._files is not None and self._pid == os.getpid():
+            fcntl.flock(self._files[1], fcntl.LOCK_UN)
         self._threads.release()
 
-    def _lock_file(self) -> int | None:
+    def _lock_files(self) -> tuple[int, int] | None:
         if self._path is None:
             return None
-        if self._fd is None or self._pid != os.getpid():
+        if self._files is None or self._pid != os.getpid():
             try:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._files = (_open(f"{self._path}-gate"), _open(self._path))
             except OSError as error:
                 log.warning("no writer lock file %s (%s): turns within this process only", self._path, error)
                 self._path = None
                 return None
             self._pid = os.getpid()
-        return self._fd
+        return self._files
+
+
+def _open(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _wait_for(fd: int, deadline: float) -> bool:
+    """Take the flock on ``fd``, trying again after ever longer pauses; False at ``deadline``."""
+    pause = _FIRST_PAUSE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, _LONGEST_PAUSE)

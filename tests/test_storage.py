@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
@@ -180,3 +181,22 @@ def test_a_webhook_waits_for_another_process_turn_and_goes_when_it_ends(app: Fla
         assert answer.result(timeout=10).status_code == 204
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Call)) == 1
+
+
+def test_a_process_waiting_for_the_turn_keeps_others_from_jumping_the_queue(app: Flask) -> None:
+    """The waiter holds the gate: when the turn ends, the process that had it cannot take it
+    straight back for another of its threads, however busy it is; turns alternate."""
+    path = writer_lock_file(app)
+    other = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another process is writing, and has more to write
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(
+            post_twilio, app.test_client(), "/twilio/call-status", call_status_form(call_sid(), "ringing")
+        )
+        deadline = time.monotonic() + 10
+        while turn_is_free(f"{path}-gate") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not turn_is_free(f"{path}-gate"), "the webhook waits holding the gate"
+        os.close(other)  # the other process's turn ends; its next writer must wait at the gate
+        assert answer.result(timeout=10).status_code == 204
+    assert turn_is_free(f"{path}-gate") and turn_is_free(path)
