@@ -183,10 +183,11 @@ def _recording_writes(dialect: str) -> _RecordingWrites:
 def recording_status_changed(change: RecordingUpdate) -> None:
     """Twilio's recording status callback: store it; a completed one goes to transcription."""
     writes = _recording_writes(dialect_name())
+    connection = db.session.connection()  # Core statements: no ORM step between them and the driver
     call = {"call_sid": change.call_sid, "account_sid": change.account_sid}
-    call_id = db.session.execute(writes.call, call).scalar()
+    call_id = connection.execute(writes.call, call).scalar()
     if call_id is None:
-        call_id = db.session.execute(writes.call_id, call).scalar_one()
+        call_id = connection.execute(writes.call_id, call).scalar_one()
     completed = change.status == RecordingStatus.COMPLETED
     now = utcnow()
     recording: dict[str, object] = {
@@ -203,10 +204,10 @@ def recording_status_changed(change: RecordingUpdate) -> None:
     }
     if completed:
         recording.update(stage=Stage.PENDING, stage_changed_at=now)
-    moved = db.session.execute(writes.moves[completed], recording).first()
+    moved = connection.execute(writes.moves[completed], recording).first()
     if moved is not None:
         event = {"call_id": moved.call_id, "recording_id": moved.id, "kind": EventKind.RECORDING}
-        db.session.execute(writes.event, {**event, "status": change.status})
+        connection.execute(writes.event, {**event, "status": change.status})
     db.session.commit()
     # Only the request that moved the recording to "completed" starts the
     # work, and only now that the row is committed for the worker to see.
