@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, has_request_context, jsonify, render_template, request
-from flask_migrate import Migrate
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -28,6 +27,7 @@ from . import (
     exports,
     hardening,
     jobs,
+    migrate,
     pages,
     states,
     users,
@@ -94,7 +94,7 @@ def register_database(app: Flask, settings: Settings) -> None:
     else:
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**pool, "pool_recycle": 1800}
     db.init_app(app)
-    Migrate(app, db, directory=MIGRATIONS, render_as_batch=sqlite, compare_type=True)
+    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=sqlite, compare_type=True)
     with app.app_context():
         if sqlite:
             _tune_sqlite(db.engine)
