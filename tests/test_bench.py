@@ -19,10 +19,49 @@ from tests.skips import unavailable
 pytestmark = pytest.mark.e2e
 
 
-def run_bench(module: str, *options: str, out: Path) -> str:
-    """``python -m bench.<module> … --out FILE``: its exit code must be 0; returns the report."""
+# Each benchmark at its smallest size: its options, and the rows its report must hold.
+SMOKE_RUNS = {
+    "webhooks": (
+        ("--quick",),
+        ("| bare Flask | 204 |", "| SQLite | completed |", "| SQLite | absent |", "| SQLite | assemblyai |"),
+    ),
+    "load": (
+        ("--quick", "--seconds", "1", "--calls", "100", "--readers", "1", "--slow", "3"),
+        (
+            "| SQLite | alone (baseline) |",
+            "| SQLite | beside 1 readers | readers: list and searches",
+            "| SQLite | beside 3 slow clients | slow audio downloads",
+            "| SQLite | beside 3 slow clients | slow CSV exports",
+            "| SQLite | beside 3 slow clients | live-status polls",
+        ),
+    ),
+    "pipeline": (
+        ("--quick",),
+        (
+            "SQLite, idle",
+            "SQLite, back to back",
+            "Last callback → last transcript",
+            "curl",
+            "bare huey_consumer",
+        ),
+    ),
+    "dashboard": (
+        ("--calls", "100", "--requests", "20", "--depth", "2"),
+        ("GET /healthz", "GET / (first page)", "call page"),
+    ),
+}
+
+
+@pytest.mark.parametrize("module", SMOKE_RUNS)
+def test_each_benchmark_runs_and_reports_its_rows(module: str, tmp_path: Path) -> None:
+    """webhooks: each path and the bare baseline; load: alone, beside readers and slow clients;
+    pipeline: end to end, burst, relay and footprint; dashboard: the pages next to /healthz."""
+    if module == "webhooks" and shutil.which("wrk") is None:
+        unavailable("wrk is not installed (Debian: apt-get install wrk; make test does)")
+    options, rows = SMOKE_RUNS[module]
+    out = tmp_path / f"{module}.md"
     done = subprocess.run(
-        [sys.executable, "-m", f"bench.{module}", *options, "--out", str(out)],
+        [sys.executable, "-m", f"bench.{module}", *options, "--storage", "sqlite", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -32,54 +71,6 @@ def run_bench(module: str, *options: str, out: Path) -> str:
     assert done.returncode == 0, (
         f"bench.{module} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     )
-    return out.read_text()
-
-
-@pytest.fixture
-def wrk() -> None:
-    if shutil.which("wrk") is None:
-        unavailable("wrk is not installed (Debian: apt-get install wrk; make test does)")
-
-
-@pytest.mark.usefixtures("wrk")
-def test_webhook_acknowledgement_runs_against_each_path_and_the_bare_baseline(tmp_path: Path) -> None:
-    report = run_bench("webhooks", "--quick", "--storage", "sqlite", out=tmp_path / "webhooks.md")
-    for row in (
-        "| bare Flask | 204 |",
-        "| SQLite | completed |",
-        "| SQLite | absent |",
-        "| SQLite | assemblyai |",
-    ):
-        assert row in report, report
-
-
-def test_fixed_rate_webhooks_run_alone_beside_readers_and_beside_slow_clients(tmp_path: Path) -> None:
-    options = ("--quick", "--seconds", "1", "--calls", "100", "--readers", "1", "--slow", "3")
-    report = run_bench("load", *options, "--storage", "sqlite", out=tmp_path / "load.md")
-    for row in (
-        "| SQLite | alone (baseline) |",
-        "| SQLite | beside 1 readers | readers: list and searches",
-        "| SQLite | beside 3 slow clients | slow audio downloads",
-        "| SQLite | beside 3 slow clients | slow CSV exports",
-        "| SQLite | beside 3 slow clients | live-status polls",
-    ):
-        assert row in report, report
-
-
-def test_pipeline_figures_cover_end_to_end_burst_relay_and_footprint(tmp_path: Path) -> None:
-    report = run_bench("pipeline", "--quick", "--storage", "sqlite", out=tmp_path / "pipeline.md")
-    for part in (
-        "SQLite, idle",
-        "SQLite, back to back",
-        "Last callback → last transcript",
-        "curl",
-        "bare huey_consumer",
-    ):
-        assert part in report, report
-
-
-def test_dashboard_pages_are_timed_next_to_healthz(tmp_path: Path) -> None:
-    options = ("--calls", "100", "--requests", "20", "--depth", "2")
-    report = run_bench("dashboard", *options, "--storage", "sqlite", out=tmp_path / "dashboard.md")
-    for row in ("GET /healthz", "GET / (first page)", "call page"):
+    report = out.read_text()
+    for row in rows:
         assert row in report, report

@@ -211,7 +211,7 @@ def test_serving_processes_leave_the_migration_tools_unloaded(tmp_path: Path) ->
     about 12 MiB in each web and queue worker that never migrates."""
     probe = (
         "import sys, wsgi; "
-        "wsgi.app.cli.list_commands(None); "  # what `flask worker` builds before it runs
+        "wsgi.app.cli.list_commands(None); "  # what `flask` reads before running `flask worker`
         "print(sorted(m for m in ('alembic', 'flask_migrate', 'mako') if m in sys.modules))"
     )
     env = {
