@@ -27,6 +27,7 @@ from . import (
     exports,
     hardening,
     jobs,
+    media,
     migrate,
     pages,
     states,
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, instance_path: str | None = 
     register_database(app, settings)
     clients.init_app(app, settings)
     jobs.init_app(app, redis_url=settings.redis_url, name=settings.queue_name)
+    media.init_app(app, folder=settings.media_dir)
     worker.init_app(app)
     register_blueprints(app)
     hardening.init_app(app, trusted_proxies=settings.trusted_proxies)

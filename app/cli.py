@@ -10,17 +10,27 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from sqlalchemy import select
 
-from . import auth, dialing, pipeline, tokens, worker
+from . import audio, auth, clients, dialing, exports, media, pipeline, tokens, uploads, worker
 from .access import Role
-from .config import ADMIN_PASSWORD_MIN_LENGTH, NotConfigured
-from .models import Recording, db
+from .config import ADMIN_PASSWORD_MIN_LENGTH, NotConfigured, language_code
+from .models import Call, Recording, db
 from .numbers import MAX_ROW_ID
 from .providers import ProviderError
 from .states import Stage
@@ -28,7 +38,9 @@ from .states import Stage
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Errors a person at the terminal can act on: their message, exit code 1.
-EXPECTED_ERRORS = (auth.UserError, tokens.TokenError, NotConfigured, ProviderError)
+EXPECTED_ERRORS = (auth.UserError, tokens.TokenError, NotConfigured, ProviderError, uploads.UploadError)
+# flask transcribe shows a progress bar for files at least this big.
+PROGRESS_BAR_BYTES = 4 * 1024 * 1024
 
 
 def reports_errors(command: F) -> F:
@@ -100,6 +112,127 @@ def retry(recording_sids: tuple[str, ...], all_failed: bool) -> None:
     for recording in recordings:
         ok = pipeline.retry_failed(recording.id)
         click.echo(f"{recording.recording_sid}: {'queued again' if ok else 'not failed, left alone'}")
+
+
+@service.command("transcribe")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--language", metavar="CODE", help="A language code such as en_us or de, or auto.")
+@click.option(
+    "--speakers", type=click.IntRange(1, uploads.MAX_SPEAKERS), help="How many people speak (one channel)."
+)
+@click.option(
+    "--channels",
+    is_flag=True,
+    help="Two-channel audio, one party per channel (without it: as the file says).",
+)
+@click.option("--no-wait", is_flag=True, help="Submit and return; the worker stores the transcripts.")
+@click.option("--json", "as_json", is_flag=True, help="Print each transcript as the JSON export.")
+@click.option(
+    "--as", "username", metavar="USER", help="Record the uploads as this user (default: the first admin)."
+)
+@reports_errors
+def transcribe(
+    files: tuple[Path, ...],
+    language: str | None,
+    speakers: int | None,
+    channels: bool,
+    no_wait: bool,
+    as_json: bool,
+    username: str | None,
+) -> None:
+    """Transcribe audio files (WAV, MP3, M4A, OGG, FLAC, WebM) as the service transcribes calls.
+
+    No worker needs to run: the steps run here, and the command waits for
+    each transcript and prints it. Exit code 0 when every file was
+    transcribed, 1 otherwise (one line per failure).
+    """
+    clients.engine()  # not configured: say so before anything is uploaded
+    if language is not None:
+        try:
+            language = language_code(language)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--language") from None
+    options = uploads.UploadOptions(language=language, speakers=speakers, channels=channels)
+    who = uploads.uploader(username)
+    failures = []
+    checked = []
+    for path in files:  # every file is checked before any is uploaded
+        try:
+            checked.append((path, audio.probe(path)))
+        except (audio.NotAudio, OSError) as error:
+            failures.append(f"{path}: {_reason(error)}")
+    for line in failures:
+        click.echo(line, err=True)
+    console = Console(stderr=True)
+    for path, found in checked:
+        failure = _transcribe_one(path, found, options, who, console, no_wait=no_wait, as_json=as_json)
+        if failure:
+            click.echo(failure, err=True)
+            failures.append(failure)
+    if failures:
+        raise SystemExit(1)
+
+
+def _transcribe_one(
+    path: Path,
+    found: audio.AudioFile,
+    options: uploads.UploadOptions,
+    who: str,
+    console: Console,
+    *,
+    no_wait: bool,
+    as_json: bool,
+) -> str | None:
+    """One file through the pipeline; the line to print when it failed, else None."""
+    try:
+        with path.open("rb") as source:
+            recording = uploads.store_upload(
+                iter(functools.partial(source.read, media.CHUNK_BYTES), b""),
+                path.name,
+                options,
+                uploaded_by=who,
+                enqueue=False,
+            )
+    except (uploads.UploadError, OSError) as error:
+        return f"{path}: {_reason(error)}"
+    recording_id, sid = recording.id, recording.recording_sid
+    if found.size >= PROGRESS_BAR_BYTES:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"uploading {path.name}", total=found.size)
+            uploads.transcribe_now(recording_id, progress=lambda n: bar.advance(task, n))
+    else:
+        uploads.transcribe_now(recording_id)
+    stage = uploads.stage_of(recording_id)
+    if no_wait and stage == Stage.SUBMITTED:
+        click.echo(f"{path}: submitted as {sid}")
+        return None
+    if stage == Stage.SUBMITTED:
+        with console.status(f"transcribing {path.name}…"):
+            stage = uploads.wait_for_transcript(recording_id)
+    call = db.session.scalar(select(Call).where(Call.call_sid == sid))
+    assert call is not None
+    if stage in (Stage.PENDING, Stage.DELIVERED):
+        return f"{path}: not submitted yet; a running flask worker carries on with it ({sid})"
+    if stage != Stage.TRANSCRIBED:
+        error = call.recordings[0].last_error or "it was not transcribed"
+        return f"{path}: {error} ({sid})"
+    with current_app.test_request_context():  # the export's links are paths of this service
+        click.echo(exports.json_export(call) if as_json else exports.text_export(call))
+    return None
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    return str(error)
 
 
 def _read_password(from_stdin: bool) -> str:

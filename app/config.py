@@ -161,6 +161,14 @@ def _language(value: Any) -> str:
     return value
 
 
+def language_code(value: str) -> str:
+    """A language as ASSEMBLYAI_LANGUAGE takes it; ValueError, with the reason, when it is not one."""
+    try:
+        return _language(value.strip())
+    except PydanticCustomError as problem:
+        raise ValueError(f"The language {problem.message()}.") from None
+
+
 def _countries(value: Any) -> tuple[str, ...]:
     codes = tuple(c.strip().upper() for c in str(value).split(",") if c.strip())
     unknown = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
@@ -341,6 +349,13 @@ class Settings(BaseModel):
     greeting: str = setting("GREETING", DEFAULT_GREETING, "What callers hear before the beep.")
     max_recording_seconds: WholeNumber(1, 14400) = setting(  # type: ignore[valid-type]
         "MAX_RECORDING_SECONDS", 3600, "Longest recording, in seconds."
+    )
+    # -- uploaded audio (flask transcribe, /upload)
+    media_dir: str | None = setting(
+        "MEDIA_DIR", None, "Folder that keeps uploaded audio; instance/media when unset."
+    )
+    max_upload_mb: WholeNumber(1, 100000) = setting(  # type: ignore[valid-type]
+        "MAX_UPLOAD_MB", 500, "Largest audio file /upload accepts, in MB."
     )
     # -- background work
     reconcile_interval: WholeNumber(5, 86400) = setting(  # type: ignore[valid-type]

@@ -25,6 +25,7 @@ from .access import Permission, requires
 from .models import Call, db, utcnow
 from .pages import find_call
 from .states import RecordingStatus
+from .uploads import UPLOAD_DIRECTION
 
 bp = Blueprint("exports", __name__)
 
@@ -44,10 +45,12 @@ def clock(ms: int, *, fraction: bool = False) -> str:
 def text_export(call: Call) -> str:
     """A speaker-labelled dialogue with timestamps."""
     started = (call.started_at or call.created_at).strftime("%Y-%m-%d %H:%M:%S UTC")
-    lines = [
-        f"Call {call.call_sid}: {call.from_number or 'unknown'} -> {call.to_number or 'unknown'}, {started}",
-        "",
-    ]
+    if call.direction == UPLOAD_DIRECTION:
+        heading = f"{call.title} ({call.call_sid}), uploaded {started}"
+    else:
+        parties = f"{call.from_number or 'unknown'} -> {call.to_number or 'unknown'}"
+        heading = f"Call {call.call_sid}: {parties}, {started}"
+    lines = [heading, ""]
     lines += [f"[{clock(t.start)}] {t.speaker}: {t.text}" for t in dialogue.of_call(call)]
     return "\n".join(lines) + "\n"
 
@@ -137,6 +140,8 @@ def call_document(call: Call) -> dict[str, Any]:
         "direction_label": wording.call_kind(call.direction, [r.source for r in call.recordings]),
         "from": call.from_number,
         "to": call.to_number,
+        "title": call.title,
+        "uploaded_by": call.uploaded_by,
         "status": call.status,
         "started_at": (call.started_at or call.created_at).isoformat(),
         "duration_s": call.duration,

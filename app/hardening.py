@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import access
 
 csrf = CSRFProtect()
 # Routes that authenticate each request themselves (signatures, a shared
@@ -102,6 +106,42 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
+View = TypeVar("View", bound=Callable[..., Any])
+MB = 1024 * 1024
+# A multipart body's own bytes (boundaries, headers of each part) on top of its files.
+MULTIPART_SLACK = 64 * 1024
+
+
+def large_body(limit_mb: Callable[[], int], variable: str) -> Callable[[View], View]:
+    """Let a route take a body of up to ``limit_mb()`` MB (the app's limit is 1 MB), set by ``variable``."""
+
+    def mark(view: View) -> View:
+        view.large_body = (limit_mb, variable)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def apply_body_limit() -> None:
+    """Before anything reads the body: a route marked with :func:`large_body` gets its own limit.
+
+    A body declared bigger is refused at once, with a message that names
+    the limit, before a byte of it is read.
+    """
+    view = current_app.view_functions.get(request.endpoint or "")
+    marked = getattr(view, "large_body", None)
+    rule = access.rule_for(current_app, request.endpoint or "")
+    if marked is None or rule is None or not current_user.is_authenticated:
+        return  # only someone the route lets in may send it that much
+    if rule.needs is not None and not current_user.may(rule.needs):
+        return
+    limit_mb, variable = marked
+    limit = limit_mb() * MB
+    request.max_content_length = limit + MULTIPART_SLACK
+    if request.content_length is not None and request.content_length > limit + MULTIPART_SLACK:
+        raise RequestEntityTooLarge(f"The upload is over {limit_mb()} MB, the largest {variable} allows.")
+
+
 def refuse_nul_characters() -> None:
     """No legitimate field holds a NUL, and PostgreSQL cannot store one: refuse it up front."""
     values = [request.path, *request.args.values()]
@@ -139,6 +179,7 @@ def init_app(app: Flask, *, trusted_proxies: int) -> None:
     # Tokens live as long as the session: a page left open for hours still works.
     app.config.update(WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None)
     csrf.init_app(app)
+    app.before_request(apply_body_limit)
     app.before_request(refuse_nul_characters)
 
 

@@ -89,6 +89,7 @@ class Listed:
     direction: str | None
     from_number: str | None
     to_number: str | None
+    title: str | None
     status: str | None
     started_at: datetime | None
     created_at: datetime
@@ -116,6 +117,7 @@ class Listed:
             "direction_label": self.kind,
             "from": self.from_number,
             "to": self.to_number,
+            "title": self.title,
             "status": self.status,
             "started_at": _iso(self.when),
             "created_at": _iso(self.created_at),
@@ -326,6 +328,7 @@ LISTED_COLUMNS = (
     Call.direction,
     Call.from_number,
     Call.to_number,
+    Call.title,
     Call.status,
     Call.started_at,
     Call.created_at,

@@ -85,6 +85,9 @@ class Call(db.Model):
     # When we last asked Twilio for this call's recordings because no
     # recording callback had come; NULL until then.
     recordings_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Audio a person uploaded (flask transcribe, /upload) has a file name and an uploader.
+    title: Mapped[str | None] = mapped_column(String(255))
+    uploaded_by: Mapped[str | None] = mapped_column(String(64))  # a username
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     # The list's live status asks for calls changed since a moment.
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, index=True)
@@ -158,6 +161,12 @@ class Recording(db.Model):
     source: Mapped[str | None] = mapped_column(String(32))
     error_code: Mapped[str | None] = mapped_column(String(16))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Our own copy of the audio (an upload's file): its key in app.media's store, and its type.
+    media_key: Mapped[str | None] = mapped_column(String(255))
+    media_type: Mapped[str | None] = mapped_column(String(64))
+    # What the uploader asked the engine for; None: the settings' defaults.
+    language: Mapped[str | None] = mapped_column(String(16))
+    speakers: Mapped[int | None] = mapped_column(Integer)
 
     # Pipeline state. NULL for recordings that will never be transcribed
     # (absent, failed, still in progress).

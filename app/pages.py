@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,11 +24,15 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.datastructures import Range
+from werkzeug.exceptions import BadRequest
 
-from . import callbacks, clients, dialing, dialogue, listing, pipeline, wording
+from . import audio, callbacks, clients, dialing, dialogue, listing, media, pipeline, uploads, wording
 from .access import Permission, public, requires, wants_json
-from .config import current_settings
+from .config import current_settings, language_code
+from .hardening import large_body
 from .models import Call, CallEvent, Recording, db, utcnow
+from .numbers import whole_number
 from .providers import ProviderError
 from .providers.twilio import RangeNotSatisfiable
 from .states import ACTIVE_STAGES, CallStatus, RecordingStatus, Stage, TranscriptStatus
@@ -157,16 +162,19 @@ def recording_audio(recording_id: int) -> Response:
     if recording is None or recording.status != RecordingStatus.COMPLETED:
         abort(404, "No such recording.")
     sid, channels = recording.recording_sid, recording.channels
+    media_key, media_type = recording.media_key, recording.media_type
     db.session.commit()  # no transaction stays open while Twilio answers
     # RFC 9110 section 14.2: a Range this cannot serve (another unit, several ranges, one that
     # does not parse) is ignored and the whole file is sent; only a range past the end is a 416.
     wanted = request.range
     if wanted is not None and (wanted.units != "bytes" or len(wanted.ranges) != 1):
         wanted = None
+    if media_key is not None:
+        return _stored_audio(media_key, media_type or "application/octet-stream", wanted)
     asked = request.headers["Range"].strip() if wanted is not None else None
     stack = ExitStack()
     try:
-        media = stack.enter_context(clients.twilio().open_media(sid, channels=channels, byte_range=asked))
+        download = stack.enter_context(clients.twilio().open_media(sid, channels=channels, byte_range=asked))
     except RangeNotSatisfiable as refused:
         stack.close()
         return _unsatisfiable(refused.content_range)
@@ -177,24 +185,44 @@ def recording_audio(recording_id: int) -> Response:
 
     headers = {"Cache-Control": "private, no-store", "Accept-Ranges": "bytes"}
     status, start, stop = 200, 0, None
-    if media.partial and media.content_range:
-        status, headers["Content-Range"] = 206, media.content_range
-    elif wanted is not None and media.expected_length is not None:
-        span = wanted.range_for_length(media.expected_length)
+    if download.partial and download.content_range:
+        status, headers["Content-Range"] = 206, download.content_range
+    elif wanted is not None and download.expected_length is not None:
+        span = wanted.range_for_length(download.expected_length)
         if span is None:
             stack.close()
-            return _unsatisfiable(f"bytes */{media.expected_length}")
+            return _unsatisfiable(f"bytes */{download.expected_length}")
         status, (start, stop) = 206, span
-        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{media.expected_length}"
-    length = (stop - start) if stop is not None else media.expected_length
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{download.expected_length}"
+    length = (stop - start) if stop is not None else download.expected_length
     if length is not None:
         headers["Content-Length"] = str(length)
 
     def body() -> Iterator[bytes]:
         with stack:
-            yield from _byte_slice(media.chunks(), start, stop)
+            yield from _byte_slice(download.chunks(), start, stop)
 
     return Response(body(), status=status, mimetype="audio/wav", headers=headers)
+
+
+def _stored_audio(key: str, mimetype: str, wanted: Range | None) -> Response:
+    """An uploaded file, from our own media store, with the same Range answers as a recording."""
+    store = media.store()
+    try:
+        size = store.size(key)
+    except FileNotFoundError:
+        abort(404, "The audio file is no longer stored.")
+    headers = {"Cache-Control": "private, no-store", "Accept-Ranges": "bytes"}
+    status, start, stop = 200, 0, size
+    if wanted is not None:
+        span = wanted.range_for_length(size)
+        if span is None:
+            return _unsatisfiable(f"bytes */{size}")
+        status, (start, stop) = 206, span
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    headers["Content-Length"] = str(stop - start)
+    body = store.chunks(key, start=start, length=stop - start)
+    return Response(body, status=status, mimetype=mimetype, headers=headers)
 
 
 def _byte_slice(chunks: Iterator[bytes], start: int, stop: int | None) -> Iterator[bytes]:
@@ -267,6 +295,75 @@ def _requested_number() -> str:
 
 def _caller() -> dialing.Caller:
     return dialing.Caller(current_user.username, current_user.auth_method, request.remote_addr)
+
+
+@bp.get("/upload")
+@requires(Permission.EDIT)
+def upload_form() -> str:
+    """Audio files to transcribe: the form, which sends each file on its own with a progress bar."""
+    return render_template(
+        "upload.html",
+        max_mb=current_settings().max_upload_mb,
+        accepted=audio.ACCEPTED,
+        extensions=sorted(audio.EXTENSIONS),
+        max_speakers=uploads.MAX_SPEAKERS,
+    )
+
+
+@bp.post("/upload")
+@requires(Permission.EDIT)
+@large_body(lambda: current_settings().max_upload_mb, "MAX_UPLOAD_MB")
+def upload_files() -> Any:
+    """Store each file sent (form field ``files``) as a call to transcribe; the worker takes it on.
+
+    Werkzeug writes a file part over 500 KB to a temporary file as it
+    arrives, so no upload is ever held whole in memory.
+    """
+    options = _upload_options()
+    files = [f for f in request.files.getlist("files") if f.filename]
+    if not files:
+        raise BadRequest("Choose at least one audio file.")
+    stored, errors = [], []
+    for sent in files:
+        try:
+            recording = uploads.store_upload(
+                iter(functools.partial(sent.stream.read, media.CHUNK_BYTES), b""),
+                sent.filename or "",
+                options,
+                uploaded_by=current_user.username,
+            )
+        except uploads.UploadError as error:
+            errors.append(str(error))
+            continue
+        sid = recording.recording_sid
+        url = url_for(".call_detail", call_sid=sid)
+        stored.append({"call_sid": sid, "title": recording.call.title, "url": url})
+    status = 201 if stored else 400
+    if wants_json():
+        return jsonify(uploaded=stored, errors=errors), status
+    for message in errors:
+        flash(message, "error")
+    if not stored:
+        return redirect(url_for(".upload_form"))
+    flash(f"Uploaded {len(stored)} file{'s' if len(stored) > 1 else ''}; transcribing now.", "info")
+    if len(stored) == 1:
+        return redirect(stored[0]["url"])
+    return redirect(url_for(".home", direction=uploads.UPLOAD_DIRECTION))
+
+
+def _upload_options() -> uploads.UploadOptions:
+    language = request.form.get("language", "").strip() or None
+    if language is not None:
+        try:
+            language = language_code(language)
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+    raw_speakers = request.form.get("speakers", "").strip()
+    speakers = whole_number(raw_speakers, low=1, high=uploads.MAX_SPEAKERS) if raw_speakers else None
+    if raw_speakers and speakers is None:
+        raise BadRequest(f"Speakers must be a whole number from 1 to {uploads.MAX_SPEAKERS}.")
+    channels = bool(request.form.get("channels"))
+    return uploads.UploadOptions(language=language, speakers=speakers, channels=channels)
 
 
 @bp.get("/healthz")

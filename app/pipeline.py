@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from . import callbacks, clients, jobs, search
+from . import callbacks, clients, jobs, media, search
 from .config import WEBHOOK_HEADER_NAME, NotConfigured, Settings, current_settings
 from .models import Recording, Transcript, db, insert_ignore, move_forward, record_event, utcnow
 from .providers import ProviderError
@@ -40,6 +41,8 @@ from .states import FINAL_TRANSCRIPT_STATUSES, EventKind, Stage, TranscriptStatu
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_SECONDS = 5.0
+# Told the size of each chunk of audio as it goes to the engine.
+Progress = Callable[[int], None]
 BACKOFF_CAP_SECONDS = 3600.0
 
 
@@ -58,17 +61,26 @@ def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
 
 
 def transcription_options(work: Work, settings: Settings) -> TranscriptionOptions:
-    """What to ask of the engine for one recording."""
-    if not settings.base_url:
+    """What to ask of the engine for one recording.
+
+    A call's recording needs BASE_URL for the engine's webhook. An uploaded
+    file does not: without BASE_URL its result is polled for (by
+    ``flask transcribe`` as it waits, else by the reconciliation).
+    """
+    callback = None
+    if settings.base_url:
+        # Our own id rides along, so the webhook can be matched even when it
+        # arrives before the answer to this very request was stored.
+        url = callbacks.public_url(settings.base_url, callbacks.ASSEMBLYAI_WEBHOOK, recording=work.id)
+        callback = Callback(url, WEBHOOK_HEADER_NAME, settings.webhook_secret)
+    elif work.media_key is None:
         raise NotConfigured(["BASE_URL"], "transcription webhooks")
-    # Our own id rides along, so the webhook can be matched even when it
-    # arrives before the answer to this very request was stored.
-    url = callbacks.public_url(settings.base_url, callbacks.ASSEMBLYAI_WEBHOOK, recording=work.id)
     return TranscriptionOptions(
         channels=work.channels,
-        language=settings.assemblyai_language,
+        language=work.language or settings.assemblyai_language,
         models=settings.assemblyai_speech_models,
-        callback=Callback(url, WEBHOOK_HEADER_NAME, settings.webhook_secret),
+        callback=callback,
+        speakers=work.speakers,
     )
 
 
@@ -195,6 +207,9 @@ class Work:
     engine: str | None
     upload_url: str | None
     submit_started_at: datetime | None
+    media_key: str | None  # our own copy of the audio (an upload), else Twilio has it
+    language: str | None
+    speakers: int | None
 
 
 def _load(recording_id: int) -> Work:
@@ -207,20 +222,26 @@ def _load(recording_id: int) -> Work:
         engine=recording.engine,
         upload_url=recording.upload_url,
         submit_started_at=recording.submit_started_at,
+        media_key=recording.media_key,
+        language=recording.language,
+        speakers=recording.speakers,
     )
     db.session.commit()
     return work
 
 
-def advance_recording(recording_id: int) -> None:
-    """Deliver and submit a recording, as far as it still needs. Raises RetryLater."""
+def advance_recording(recording_id: int, *, progress: Progress | None = None) -> None:
+    """Deliver and submit a recording, as far as it still needs. Raises RetryLater.
+
+    ``progress`` is told of each chunk of audio sent on (``flask transcribe``'s bar).
+    """
     token = _claim(recording_id, (Stage.PENDING, Stage.DELIVERED))
     if token is None:
         return
     try:
         work = _load(recording_id)
         if work.upload_url is None:
-            engine, audio_ref = _deliver(work)
+            engine, audio_ref = _deliver(work, progress)
             if not _move(recording_id, None, Stage.DELIVERED, upload_url=audio_ref, engine=engine):
                 return
             # _move let go of the claim; take it again for the next step.
@@ -239,17 +260,28 @@ def advance_recording(recording_id: int) -> None:
         raise
 
 
-def _deliver(work: Work) -> tuple[str, str]:
+def _deliver(work: Work, progress: Progress | None = None) -> tuple[str, str]:
     """Make the audio readable by the engine; returns the engine's name and its reference to the audio."""
     settings = current_settings()
     engine = clients.engine()
+    if work.media_key is not None:
+        chunks = media.store().chunks(work.media_key)
+        audio_ref = engine.prepare(AudioStream(_told(chunks, progress) if progress else chunks))
+        log.info("recording %s: uploaded our copy to %s", work.recording_sid, engine.name)
+        return engine.name, audio_ref
     twilio = clients.twilio()
     if settings.recording_delivery == "url":
         return engine.name, engine.prepare(AudioURL(twilio.media_url(work.recording_sid)))
-    with twilio.open_media(work.recording_sid, channels=work.channels) as media:
-        audio_ref = engine.prepare(AudioStream(media.chunks()))
-    log.info("recording %s: uploaded %d bytes to %s", work.recording_sid, media.received, engine.name)
+    with twilio.open_media(work.recording_sid, channels=work.channels) as download:
+        audio_ref = engine.prepare(AudioStream(download.chunks()))
+    log.info("recording %s: uploaded %d bytes to %s", work.recording_sid, download.received, engine.name)
     return engine.name, audio_ref
+
+
+def _told(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+        progress(len(chunk))
 
 
 def _submit(work: Work, token: str) -> None:

@@ -149,11 +149,11 @@ def _is_number(chunk: str) -> bool:
 def document(connection: Connection, call_id: int) -> str:
     """The words a call is found by: its numbers, its speakers' names, its finished transcripts."""
     call = connection.execute(
-        select(Call.from_number, Call.to_number).where(Call.id == call_id)
+        select(Call.from_number, Call.to_number, Call.title).where(Call.id == call_id)
     ).one_or_none()
     if call is None:
         return ""
-    found = number_words(call.from_number) + number_words(call.to_number)
+    found = number_words(call.from_number) + number_words(call.to_number) + words(call.title or "")
     found += words(
         " ".join(connection.scalars(select(SpeakerName.name).where(SpeakerName.call_id == call_id)))
     )

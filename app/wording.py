@@ -25,6 +25,7 @@ SOURCES = {
     "StartCallRecordingAPI": "Recording started by the API",
     "Conference": "Conference",
     "Trunking": "SIP trunk",
+    "upload": "Uploaded file",
 }
 
 

@@ -14,9 +14,12 @@ import re
 import socket
 import sys
 import uuid
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -388,3 +391,30 @@ def store_call(
         search.reindex(db.session.connection(), call.id)
         db.session.commit()
     return sid or call_sid(n)
+
+
+# -- audio files, as people upload them -------------------------------------------
+
+
+def wav_bytes(*, channels: int = 1, seconds: float = 0.25, rate: int = 8000) -> bytes:
+    """A real WAV file (a faint hum): the fake engine reads bytes, not sound."""
+    out = BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(channels)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(b"\x01\x00" * int(rate * seconds) * channels)
+    return out.getvalue()
+
+
+def stored_calls(app: Flask) -> list[tuple[Call, Recording]]:
+    """Every call with each of its recordings, as stored (detached, to read after the app context)."""
+    with app.app_context():
+        rows = db.session.execute(select(Call, Recording).join(Recording.call)).all()
+        db.session.expunge_all()
+        return [(c, r) for c, r in rows]
+
+
+def media_files(app: Flask) -> list[Path]:
+    """The files the app keeps in its media folder (MEDIA_DIR's default)."""
+    return [p for p in Path(app.instance_path, "media").rglob("*") if p.is_file()]

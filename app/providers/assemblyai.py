@@ -56,6 +56,8 @@ def transcript_params(audio_url: str, options: TranscriptionOptions) -> dict[str
         )
     if options.separate_speakers:
         params["speaker_labels"] = True
+        if options.speakers is not None:
+            params["speakers_expected"] = options.speakers
     else:
         params["multichannel"] = True
     if options.language == "auto":

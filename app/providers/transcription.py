@@ -67,6 +67,8 @@ class TranscriptionOptions:
     # Models in order of preference.
     models: tuple[str, ...]
     callback: Callback | None = None
+    # How many people speak, when known (it helps telling them apart on one channel).
+    speakers: int | None = None
 
     @property
     def separate_speakers(self) -> bool:

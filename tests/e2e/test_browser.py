@@ -36,7 +36,7 @@ from tests.e2e.calls import PlannedCall, answer_and_record, ring, transcript_of,
 from tests.e2e.service import REPO, Fakes, Service, Storage
 from tests.e2e.twilio_side import TwilioSide
 from tests.fakes import audio
-from tests.helpers import ADMIN_PASSWORD
+from tests.helpers import ADMIN_PASSWORD, wav_bytes
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Locator, Page, ViewportSize
@@ -280,6 +280,31 @@ def test_dialling_a_valid_number_places_the_call_and_opens_its_page(page: Page, 
     expect(page.locator("h1")).to_contain_text(CALLEE)
 
 
+# -- uploading audio ---------------------------------------------------------------------
+
+
+def test_uploading_files_shows_each_file_s_progress_and_opens_its_transcript(
+    page: Page, fakes: Fakes, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    good, bad = tmp_path / "standup.wav", tmp_path / "notes.wav"
+    good.write_bytes(wav_bytes(seconds=1.5))
+    bad.write_bytes(b"meeting notes, not sound")
+    fakes.assemblyai.set_result_for_audio(good.read_bytes(), "Morning everyone, quick update.")
+    page.goto("/")
+    page.get_by_role("link", name="Upload audio").click()
+    page.get_by_label("Audio files").set_input_files([str(good), str(bad)])
+    page.get_by_role("button", name="Upload and transcribe").click()
+
+    rows = page.locator("ul.uploads > li")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1)).to_contain_text("notes.wav is not WAV audio")
+    rows.nth(0).get_by_role("link", name="Transcribing: open the call").click()
+    expect(page.locator("h1")).to_have_text("standup.wav")
+    expect(page.locator("ol.dialogue")).to_contain_text("Morning everyone, quick update.", timeout=15_000)
+
+
 # -- a call's page ---------------------------------------------------------------------
 
 
@@ -376,7 +401,7 @@ def test_each_export_downloads_with_the_speakers_and_words_of_the_page(
 # -- screenshots, wide and narrow ----------------------------------------------------------
 
 
-VIEWS = ["list", "call", "users", "login"]
+VIEWS = ["list", "call", "users", "upload", "login"]
 
 
 def show(page: Page, view: str, calls: tuple[PlannedCall, PlannedCall]) -> None:
@@ -394,6 +419,10 @@ def show(page: Page, view: str, calls: tuple[PlannedCall, PlannedCall]) -> None:
     elif view == "users":
         page.goto("/users")
         expect(page.get_by_role("heading", name="Users")).to_be_visible()
+    elif view == "upload":
+        page.goto("/upload")
+        expect(page.get_by_label("Audio files")).to_be_visible()
+        page.locator("form.upload details > summary").click()  # the options, open
     else:
         page.goto("/login")
         expect(page.get_by_role("button", name="Log in")).to_be_visible()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from app.access import ROLE_PERMISSIONS, TOKEN_SCOPES, Permission, Role, rule_fo
 from app.models import ApiToken, Call, DialAttempt, IdempotencyKey, Recording, SessionGeneration, User, db
 from app.states import RecordingStatus, Stage
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import call_sid, login, recording_sid
+from tests.helpers import call_sid, login, recording_sid, wav_bytes
 
 PASSWORD = "a long enough password"
 US_NUMBER = "+14155550123"
@@ -39,6 +40,7 @@ class Case:
     path: str
     form: dict[str, str] | None = None
     json: dict[str, str] | None = None
+    files: dict[str, tuple[bytes, str]] | None = None  # form field -> (content, file name)
 
 
 CASES = [
@@ -73,6 +75,8 @@ CASES = [
         "pages.rename_speaker", Permission.EDIT, "POST", f"/calls/{call_sid(1)}/speakers", form={"label": "A"}
     ),
     Case("api.rename_speakers", Permission.EDIT, "PUT", f"/api/calls/{call_sid(1)}/speakers", json={}),
+    Case("pages.upload_form", Permission.EDIT, "GET", "/upload"),
+    Case("pages.upload_files", Permission.EDIT, "POST", "/upload", files={"files": (wav_bytes(), "a.wav")}),
     Case("auth.logout", None, "POST", "/logout", form={}),
 ]
 ROLES = list(Role)
@@ -177,6 +181,8 @@ def send(client: FlaskClient, case: Case, headers: dict[str, str] | None = None,
         kwargs["json"] = case.json
     else:
         kwargs["data"] = dict(case.form or {})
+        for field, (content, name) in (case.files or {}).items():
+            kwargs["data"][field] = (io.BytesIO(content), name)
     return client.post(case.path, csrf=csrf, **kwargs)  # type: ignore[call-arg]
 
 
