@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
+from flask_login import current_user
 
-from . import dialogue, exports, listing, openapi
+from . import deletion, dialogue, exports, listing, openapi
 from .access import Permission, public, requires
 from .models import utcnow
 from .pages import find_call
@@ -63,6 +64,20 @@ def rename_speakers(call_sid: str) -> Any:
     except dialogue.NamingError as refused:
         return jsonify(error=str(refused)), 422
     return jsonify(call_sid=call.call_sid, speakers=speakers)
+
+
+@bp.delete("/calls/<call_sid>")
+@requires(Permission.DELETE)
+def delete_call(call_sid: str) -> Any:
+    """Delete the call everywhere (Twilio, the engine, our files, our rows): 202, then the worker does it.
+
+    Asking again while it is being deleted is a 202 too; once it is gone, a 404 that says so.
+    """
+    try:
+        deletion.request_deletion(call_sid[:64], current_user.username)
+    except deletion.NoSuchCall as missing:
+        abort(404, str(missing))
+    return jsonify(call_sid=call_sid, deleting=True), 202
 
 
 @bp.get("/openapi.json")

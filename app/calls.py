@@ -15,7 +15,7 @@ from functools import cache
 
 from sqlalchemy import Insert, Select, bindparam, insert, or_, select, update
 
-from . import clients, jobs, search
+from . import clients, deletion, jobs, search
 from .models import (
     Call,
     CallEvent,
@@ -96,7 +96,11 @@ def _set_numbers(call_sid: str, from_number: str | None, to_number: str | None) 
 
 
 def call_status_changed(change: CallUpdate) -> None:
-    """Twilio's call status callback: keep the call's row up to date."""
+    """Twilio's call status callback: keep the call's row up to date (a deleted call's: nothing)."""
+    if deletion.gone(change.call_sid):
+        db.session.rollback()
+        log.info("call %s: deleted, %s callback ignored", change.call_sid, change.status)
+        return
     _ensure_call(change.call_sid, change.account_sid)
     details = {"direction": change.direction, "duration": change.duration}
     details = {k: v for k, v in details.items() if v is not None}
@@ -181,7 +185,15 @@ def _recording_writes(dialect: str) -> _RecordingWrites:
 
 
 def recording_status_changed(change: RecordingUpdate) -> None:
-    """Twilio's recording status callback: store it; a completed one goes to transcription."""
+    """Twilio's recording status callback: store it; a completed one goes to transcription.
+
+    A deleted call's (or one being deleted) changes nothing: it is neither
+    stored again nor paid for again.
+    """
+    if deletion.gone(change.call_sid, change.recording_sid):
+        db.session.rollback()
+        log.info("recording %s: call deleted, %s callback ignored", change.recording_sid, change.status)
+        return
     writes = _recording_writes(dialect_name())
     connection = db.session.connection()  # Core statements: no ORM step between them and the driver
     call = {"call_sid": change.call_sid, "account_sid": change.account_sid}

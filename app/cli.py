@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from sqlalchemy import select
 
-from . import audio, auth, clients, dialing, exports, media, pipeline, tokens, uploads, worker
+from . import audio, auth, clients, deletion, dialing, exports, media, pipeline, tokens, uploads, worker
 from .access import Role
 from .config import ADMIN_PASSWORD_MIN_LENGTH, NotConfigured, language_code
 from .models import Call, Recording, db
@@ -57,6 +57,7 @@ def reports_errors(command: F) -> F:
 # Top-level commands (flask worker, flask reconcile, flask retry, flask audit).
 service = AppGroup("service")
 users = AppGroup("users", help="Manage dashboard users (passwords are stored only as hashes).")
+calls = AppGroup("calls", help="Delete calls, and read the log of deleted ones.")
 
 
 @service.command("worker")
@@ -87,7 +88,8 @@ def reconcile() -> None:
     counts = worker.reconcile()
     click.echo(
         f"queued {counts['advance']} recordings to advance, {counts['poll']} transcripts to poll "
-        f"and {counts['recover']} calls to check for recordings"
+        f"and {counts['recover']} calls to check for recordings; {counts['delete']} deletions to finish, "
+        f"{counts['forget']} recordings to delete at Twilio, {counts['expire']} calls past RETENTION_DAYS"
     )
 
 
@@ -235,6 +237,50 @@ def _reason(error: Exception) -> str:
     return str(error)
 
 
+@calls.command("delete")
+@click.argument("call_sids", nargs=-1, required=True)
+@click.option(
+    "--as", "username", metavar="USER", default="cli", show_default=True, help="Who asked, for the log."
+)
+@reports_errors
+def delete_calls(call_sids: tuple[str, ...], username: str) -> None:
+    """Delete calls everywhere: Twilio's recordings, the engine's transcripts, our audio and rows.
+
+    Each is deleted now; one whose step fails stays marked "deleting" and
+    the worker tries it again. Exit code 1 unless every call is gone.
+    """
+    failed = False
+    for sid in call_sids:
+        try:
+            call = deletion.request_deletion(sid, username)
+            deletion.delete_call(call.id)
+        except deletion.NoSuchCall as missing:
+            click.echo(f"{sid}: {missing}", err=True)
+            failed = True
+        except pipeline.RetryLater:
+            error = db.session.scalar(select(Call.deletion_error).where(Call.call_sid == sid))
+            click.echo(
+                f"{sid}: not deleted yet ({error or 'a job is at work on it'}); the worker retries", err=True
+            )
+            failed = True
+        else:
+            click.echo(f"{sid}: deleted")
+    if failed:
+        raise SystemExit(1)
+
+
+@calls.command("deletions")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+def list_deletions(limit: int) -> None:
+    """The log of deleted calls, newest first: when, who asked, and every copy deleted."""
+    for gone in deletion.deletions(limit):
+        copies = [*gone.recording_sids, *gone.transcript_ids, *gone.media_keys]
+        click.echo(
+            f"{gone.deleted_at:%Y-%m-%d %H:%M:%S}\t{gone.call_sid}\t{gone.requested_by or '-'}\t"
+            f"asked {gone.requested_at:%Y-%m-%d %H:%M:%S}\t{' '.join(copies)}"
+        )
+
+
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
@@ -353,3 +399,4 @@ def init_app(app: Flask) -> None:
     for command in service.commands.values():
         app.cli.add_command(command)
     app.cli.add_command(users)
+    app.cli.add_command(calls)

@@ -102,6 +102,20 @@ def _choice(options: tuple[str, ...], normalise: Callable[[str], str], says: str
     return read
 
 
+FLAGS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
+
+
+def _flag(value: Any) -> bool:
+    """1 or 0 (true/false, yes/no, on/off are read too)."""
+    flag = FLAGS.get(str(value).strip().lower())
+    if flag is None:
+        raise _problem(f"must be 1 or 0, not {value!r}")
+    return flag
+
+
 def _origin(*, https_only: bool) -> Callable[[Any], str]:
     """An origin (scheme://host[:port]) without a trailing slash.
 
@@ -356,6 +370,21 @@ class Settings(BaseModel):
     )
     max_upload_mb: WholeNumber(1, 100000) = setting(  # type: ignore[valid-type]
         "MAX_UPLOAD_MB", 500, "Largest audio file /upload accepts, in MB."
+    )
+    # -- retention
+    delete_twilio_recording_after: Annotated[
+        Literal["transcribed", "never"],
+        read(_choice(("transcribed", "never"), str.lower, "must be 'transcribed' or 'never', not {value!r}")),
+    ] = setting(
+        "DELETE_TWILIO_RECORDING_AFTER",
+        "never",
+        "transcribed: delete each recording at Twilio once its transcript is stored; never.",
+    )
+    keep_audio: Annotated[bool, read(_flag)] = setting(
+        "KEEP_AUDIO", False, "1: keep a copy of each recording in MEDIA_DIR, to play after Twilio's is gone."
+    )
+    retention_days: Annotated[int | None, read(_whole_number(1, 36500))] = setting(
+        "RETENTION_DAYS", None, "Delete whole calls older than this many days; unset keeps everything."
     )
     # -- background work
     reconcile_interval: WholeNumber(5, 86400) = setting(  # type: ignore[valid-type]

@@ -147,6 +147,13 @@ def call_document(call: Call) -> dict[str, Any]:
         "duration_s": call.duration,
         "speakers": dialogue.speakers(call),
         "recordings": recordings,
+        "deletion": None
+        if call.deleting_at is None
+        else {
+            "requested_at": call.deleting_at.isoformat(),
+            "requested_by": call.deleting_by,
+            "error": call.deletion_error,
+        },
     }
 
 

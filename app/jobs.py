@@ -24,7 +24,9 @@ from huey.storage import SqliteStorage
 PROCESS_RECORDING = "process_recording"
 FETCH_TRANSCRIPT = "fetch_transcript"
 RECOVER_RECORDINGS = "recover_recordings"
-TASKS = (PROCESS_RECORDING, FETCH_TRANSCRIPT, RECOVER_RECORDINGS)
+DELETE_CALL = "delete_call"
+FORGET_TWILIO_RECORDING = "forget_twilio_recording"
+TASKS = (PROCESS_RECORDING, FETCH_TRANSCRIPT, RECOVER_RECORDINGS, DELETE_CALL, FORGET_TWILIO_RECORDING)
 
 
 class Jobs:
@@ -60,6 +62,18 @@ class Jobs:
     def recover_recordings(self, call_id: int) -> None:
         """Ask Twilio for the recordings of a call whose callback never came."""
         self._enqueue(RECOVER_RECORDINGS, call_id, None)
+
+    def delete_call(self, call_id: int, *, delay: float | None = None) -> None:
+        """Delete a call marked for deletion, everywhere (app.deletion)."""
+        self._enqueue(DELETE_CALL, call_id, delay)
+
+    def forget_twilio_recording(self, recording_id: int, *, delay: float | None = None) -> None:
+        """Delete a transcribed recording at Twilio (DELETE_TWILIO_RECORDING_AFTER)."""
+        self._enqueue(FORGET_TWILIO_RECORDING, recording_id, delay)
+
+    def again(self, name: str, key: int, *, delay: float) -> None:
+        """Put task ``name`` for ``key`` back on the queue, to run after ``delay`` seconds."""
+        self._enqueue(name, key, delay)
 
     def backlog(self) -> int:
         """How many jobs wait to run now (scheduled retries not counted)."""

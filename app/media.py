@@ -49,6 +49,29 @@ class MediaStore:
             raise
         return written
 
+    def tee(self, chunks: Iterable[bytes], key: str) -> Iterator[bytes]:
+        """Pass the chunks on, writing them as ``key`` on the way; kept only if they all went through.
+
+        A download streamed to the engine is kept at no extra read, in
+        constant memory. Stopped early (the upload failed), nothing is kept.
+        """
+        path = self.path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        partial = f"{path}.part"
+        complete = False
+        try:
+            with open(partial, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    yield chunk
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, path)
+            complete = True
+        finally:
+            if not complete:
+                _remove(partial)
+
     def open(self, key: str) -> BinaryIO:
         return open(self.path(key), "rb")  # the caller closes it
 

@@ -88,6 +88,10 @@ class Call(db.Model):
     # Audio a person uploaded (flask transcribe, /upload) has a file name and an uploader.
     title: Mapped[str | None] = mapped_column(String(255))
     uploaded_by: Mapped[str | None] = mapped_column(String(64))  # a username
+    # Asked to be deleted (app.deletion): by whom, when, and why the last step failed, if it did.
+    deleting_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleting_by: Mapped[str | None] = mapped_column(String(64))
+    deletion_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     # The list's live status asks for calls changed since a moment.
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, index=True)
@@ -164,6 +168,8 @@ class Recording(db.Model):
     # Our own copy of the audio (an upload's file): its key in app.media's store, and its type.
     media_key: Mapped[str | None] = mapped_column(String(255))
     media_type: Mapped[str | None] = mapped_column(String(64))
+    # When it was deleted at Twilio once transcribed (DELETE_TWILIO_RECORDING_AFTER).
+    twilio_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # What the uploader asked the engine for; None: the settings' defaults.
     language: Mapped[str | None] = mapped_column(String(16))
     speakers: Mapped[int | None] = mapped_column(Integer)
@@ -213,6 +219,36 @@ class Transcript(db.Model):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     recording: Mapped[Recording] = relationship(back_populates="transcript")
+
+
+class DeletedCall(db.Model):
+    """A deleted call's tombstone and audit entry: what was deleted, where, when, and at whose word.
+
+    A late or retried Twilio callback for its CallSid finds this and is
+    ignored, so a deleted call never comes back, nor is paid for again.
+    """
+
+    __tablename__ = "deleted_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(34), unique=True)
+    direction: Mapped[str | None] = mapped_column(String(32))
+    # Where each copy was deleted: Twilio's recordings, the engine's transcripts, our files.
+    recording_sids: Mapped[list[str]] = mapped_column(JSON)
+    transcript_ids: Mapped[list[str]] = mapped_column(JSON)
+    media_keys: Mapped[list[str]] = mapped_column(JSON)
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class DeletedRecording(db.Model):
+    """A deleted call's RecordingSid: its late callbacks are ignored too."""
+
+    __tablename__ = "deleted_recordings"
+
+    recording_sid: Mapped[str] = mapped_column(String(34), primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(34))
 
 
 class User(db.Model):

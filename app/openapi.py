@@ -263,6 +263,7 @@ CALL = {
         "duration_s",
         "speakers",
         "recordings",
+        "deletion",
     ],
     "properties": {
         "call_sid": {"type": "string"},
@@ -277,6 +278,21 @@ CALL = {
         "duration_s": _nullable("integer"),
         "speakers": {"$ref": "#/components/schemas/Speakers"},
         "recordings": {"type": "array", "items": {"$ref": "#/components/schemas/Recording"}},
+        "deletion": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["requested_at", "requested_by", "error"],
+                    "properties": {
+                        "requested_at": {"type": "string", "format": "date-time"},
+                        "requested_by": _nullable("string"),
+                        "error": _nullable("string", description="Why the last step failed; it is retried."),
+                    },
+                },
+            ],
+            "description": "Set while the call is being deleted (DELETE /api/calls/{call_sid}).",
+        },
     },
 }
 
@@ -392,7 +408,39 @@ PATHS: dict[str, Any] = {
             "security": _scopes(Permission.READ),
             "parameters": [CALL_SID],
             "responses": _answers({"200": _json("Call", "The call.")}, 404),
-        }
+        },
+        "delete": {
+            "operationId": "deleteCall",
+            "summary": "Delete a call everywhere",
+            "description": (
+                "Marks the call for deletion and answers at once; the worker then deletes its recordings "
+                "at Twilio, its transcripts at the engine, its audio files and its rows, and keeps a "
+                "tombstone so that late callbacks cannot bring it back. Until then the call shows "
+                "`deletion`. Asking again is harmless; a deleted call is a 404 that says when."
+            ),
+            "security": _scopes(Permission.DELETE),
+            "parameters": [CALL_SID],
+            "responses": _answers(
+                {
+                    "202": {
+                        "description": "Being deleted.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["call_sid", "deleting"],
+                                    "properties": {
+                                        "call_sid": {"type": "string"},
+                                        "deleting": {"const": True},
+                                    },
+                                }
+                            }
+                        },
+                    }
+                },
+                404,
+            ),
+        },
     },
     "/api/calls/{call_sid}/speakers": {
         "put": {

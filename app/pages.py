@@ -27,7 +27,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import Range
 from werkzeug.exceptions import BadRequest
 
-from . import audio, callbacks, clients, dialing, dialogue, listing, media, pipeline, uploads, wording
+from . import (
+    audio,
+    callbacks,
+    clients,
+    deletion,
+    dialing,
+    dialogue,
+    listing,
+    media,
+    pipeline,
+    uploads,
+    wording,
+)
 from .access import Permission, public, requires, wants_json
 from .config import current_settings, language_code
 from .hardening import large_body
@@ -133,6 +145,18 @@ def call_detail(call_sid: str) -> str:
     )
 
 
+@bp.post("/calls/<call_sid>/delete")
+@requires(Permission.DELETE)
+def delete_call(call_sid: str) -> Response:
+    """The call page's confirmed Delete: mark it and let the worker delete it everywhere."""
+    try:
+        deletion.request_deletion(call_sid[:64], current_user.username)
+    except deletion.NoSuchCall as missing:
+        abort(404, str(missing))
+    flash(f"Deleting {call_sid}: its recordings, transcript and audio are being removed.", "info")
+    return redirect(url_for(".home"))  # type: ignore[return-value]
+
+
 @bp.post("/calls/<call_sid>/speakers")
 @requires(Permission.EDIT)
 def rename_speaker(call_sid: str) -> Response:
@@ -163,6 +187,8 @@ def recording_audio(recording_id: int) -> Response:
         abort(404, "No such recording.")
     sid, channels = recording.recording_sid, recording.channels
     media_key, media_type = recording.media_key, recording.media_type
+    if recording.twilio_deleted_at is not None and media_key is None:
+        abort(404, "The audio was deleted at Twilio once transcribed, and no copy was kept (KEEP_AUDIO).")
     db.session.commit()  # no transaction stays open while Twilio answers
     # RFC 9110 section 14.2: a Range this cannot serve (another unit, several ranges, one that
     # does not parse) is ignored and the whole file is sent; only a range past the end is a 416.

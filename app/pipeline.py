@@ -27,7 +27,7 @@ from sqlalchemy import or_, select, update
 
 from . import callbacks, clients, jobs, media, search
 from .config import WEBHOOK_HEADER_NAME, NotConfigured, Settings, current_settings
-from .models import Recording, Transcript, db, insert_ignore, move_forward, record_event, utcnow
+from .models import Call, Recording, Transcript, db, insert_ignore, move_forward, record_event, utcnow
 from .providers import ProviderError
 from .providers.transcription import (
     AudioStream,
@@ -98,6 +98,8 @@ def _claim(recording_id: int, stages: tuple[Stage, ...]) -> str | None:
             Recording.stage.in_(stages),
             or_(Recording.claimed_until.is_(None), Recording.claimed_until < now),
             or_(Recording.next_attempt_at.is_(None), Recording.next_attempt_at <= now),
+            # A call being deleted is not transcribed (nor paid for) again.
+            Recording.call_id.not_in(select(Call.id).where(Call.deleting_at.is_not(None))),
         )
         .values(claimed_until=now + timedelta(seconds=current_settings().job_timeout), claim_token=token)
     ).rowcount
@@ -241,8 +243,9 @@ def advance_recording(recording_id: int, *, progress: Progress | None = None) ->
     try:
         work = _load(recording_id)
         if work.upload_url is None:
-            engine, audio_ref = _deliver(work, progress)
-            if not _move(recording_id, None, Stage.DELIVERED, upload_url=audio_ref, engine=engine):
+            engine, audio_ref, kept = _deliver(work, progress)
+            copy = {"media_key": kept, "media_type": "audio/wav"} if kept else {}
+            if not _move(recording_id, None, Stage.DELIVERED, upload_url=audio_ref, engine=engine, **copy):
                 return
             # _move let go of the claim; take it again for the next step.
             token = _claim(recording_id, (Stage.DELIVERED,))
@@ -260,22 +263,28 @@ def advance_recording(recording_id: int, *, progress: Progress | None = None) ->
         raise
 
 
-def _deliver(work: Work, progress: Progress | None = None) -> tuple[str, str]:
-    """Make the audio readable by the engine; returns the engine's name and its reference to the audio."""
+def _deliver(work: Work, progress: Progress | None = None) -> tuple[str, str, str | None]:
+    """Make the audio readable by the engine.
+
+    Returns the engine's name, its reference to the audio, and the key of
+    our own copy when one was kept on the way (KEEP_AUDIO).
+    """
     settings = current_settings()
     engine = clients.engine()
     if work.media_key is not None:
         chunks = media.store().chunks(work.media_key)
         audio_ref = engine.prepare(AudioStream(_told(chunks, progress) if progress else chunks))
         log.info("recording %s: uploaded our copy to %s", work.recording_sid, engine.name)
-        return engine.name, audio_ref
+        return engine.name, audio_ref, None
     twilio = clients.twilio()
     if settings.recording_delivery == "url":
-        return engine.name, engine.prepare(AudioURL(twilio.media_url(work.recording_sid)))
+        return engine.name, engine.prepare(AudioURL(twilio.media_url(work.recording_sid))), None
+    kept = f"recordings/{work.recording_sid}.wav" if settings.keep_audio else None
     with twilio.open_media(work.recording_sid, channels=work.channels) as download:
-        audio_ref = engine.prepare(AudioStream(download.chunks()))
+        chunks = download.chunks()
+        audio_ref = engine.prepare(AudioStream(media.store().tee(chunks, kept) if kept else chunks))
     log.info("recording %s: uploaded %d bytes to %s", work.recording_sid, download.received, engine.name)
-    return engine.name, audio_ref
+    return engine.name, audio_ref, kept
 
 
 def _told(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
@@ -351,7 +360,8 @@ def fetch_transcript(recording_id: int) -> None:
     found = db.session.execute(
         select(Transcript.transcript_id, Transcript.status, Recording.engine)
         .join(Recording, Recording.id == Transcript.recording_id)
-        .where(Transcript.recording_id == recording_id)
+        .join(Call, Call.id == Recording.call_id)
+        .where(Transcript.recording_id == recording_id, Call.deleting_at.is_(None))
     ).first()
     db.session.commit()  # no transaction open while the engine answers
     if found is None or found.status in FINAL_TRANSCRIPT_STATUSES:
@@ -394,6 +404,8 @@ def store_transcript(recording_id: int, result: TranscriptResult) -> None:
     if result.status == TranscriptStatus.COMPLETED:
         _move(recording_id, None, Stage.TRANSCRIBED, last_error=None)
         log.info("recording %s: transcript stored", recording_id)
+        if current_settings().delete_twilio_recording_after == "transcribed":
+            jobs.queue().forget_twilio_recording(recording_id)
     elif result.status == TranscriptStatus.ERROR:
         _move(
             recording_id, None, Stage.FAILED, last_error=f"AssemblyAI could not transcribe it: {result.error}"

@@ -186,6 +186,12 @@ def reindex(connection: Connection, call_id: int) -> None:
         )
 
 
+def forget(connection: Connection, call_id: int) -> None:
+    """Remove one call's document (the call is being deleted), inside the caller's transaction."""
+    column = "call_id" if connection.dialect.name == "postgresql" else "rowid"
+    connection.execute(text(f"DELETE FROM call_search WHERE {column} = :id"), {"id": call_id})  # noqa: S608
+
+
 def rebuild(connection: Connection, batch: int = 1000) -> int:
     """Rewrite every call's document (after a migration, or a bulk import); returns how many."""
     done, last = 0, 0

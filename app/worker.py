@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from flask import Flask
 from sqlalchemy import func, or_, select
 
-from . import calls, jobs, pipeline
+from . import calls, deletion, jobs, pipeline
 from .config import current_settings
 from .models import Call, Recording, db, utcnow
 from .states import CallStatus, Stage
@@ -24,31 +24,31 @@ from .states import CallStatus, Stage
 log = logging.getLogger(__name__)
 
 
-def process_recording(recording_id: int) -> None:
-    """Deliver a recording's audio to the engine and submit it."""
-    try:
-        pipeline.advance_recording(recording_id)
-    except pipeline.RetryLater as later:
-        jobs.queue().process_recording(recording_id, delay=later.delay)
+def _retried(name: str, step: Callable[[int], object]) -> Callable[[int], None]:
+    """A task body: run the step; one that may pass later goes back on the queue, after its delay."""
+
+    def body(key: int) -> None:
+        try:
+            step(key)
+        except pipeline.RetryLater as later:
+            jobs.queue().again(name, key, delay=later.delay)
+
+    body.__name__ = name
+    body.__doc__ = step.__doc__
+    return body
 
 
-def fetch_transcript(recording_id: int) -> None:
-    """Read a finished transcript from the engine and store it."""
-    try:
-        pipeline.fetch_transcript(recording_id)
-    except pipeline.RetryLater as later:
-        jobs.queue().fetch_transcript(recording_id, delay=later.delay)
-
-
-def recover_recordings(call_id: int) -> None:
-    """Ask Twilio for the recordings of a call whose callback never came."""
-    calls.recover_recordings(call_id)
-
-
-BODIES: dict[str, Callable[[int], None]] = {
-    jobs.PROCESS_RECORDING: process_recording,
-    jobs.FETCH_TRANSCRIPT: fetch_transcript,
-    jobs.RECOVER_RECORDINGS: recover_recordings,
+BODIES: dict[str, Callable[[int], object]] = {
+    # Deliver a recording's audio to the engine and submit it.
+    jobs.PROCESS_RECORDING: _retried(jobs.PROCESS_RECORDING, pipeline.advance_recording),
+    # Read a finished transcript from the engine and store it.
+    jobs.FETCH_TRANSCRIPT: _retried(jobs.FETCH_TRANSCRIPT, pipeline.fetch_transcript),
+    # Ask Twilio for the recordings of a call whose callback never came.
+    jobs.RECOVER_RECORDINGS: calls.recover_recordings,
+    # Delete a call marked for deletion, everywhere.
+    jobs.DELETE_CALL: _retried(jobs.DELETE_CALL, deletion.delete_call),
+    # Delete a transcribed recording at Twilio (DELETE_TWILIO_RECORDING_AFTER).
+    jobs.FORGET_TWILIO_RECORDING: _retried(jobs.FORGET_TWILIO_RECORDING, deletion.forget_twilio_recording),
 }
 
 
@@ -58,7 +58,7 @@ def init_app(app: Flask) -> None:
         queue.define(name, _in_app_context(app, body))
 
 
-def _in_app_context(app: Flask, body: Callable[[int], None]) -> Callable[[int], None]:
+def _in_app_context(app: Flask, body: Callable[[int], object]) -> Callable[[int], None]:
     def run(key: int) -> None:
         with app.app_context():
             body(key)
@@ -83,7 +83,7 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
         # Whatever looks stuck may just be waiting its turn; adding to a
         # backlog only makes it longer. Anything lost is found once it drains.
         log.info("reconcile: %d jobs still queued; looking again next round", waiting)
-        return {"advance": 0, "poll": 0, "recover": 0}
+        return {"advance": 0, "poll": 0, "recover": 0, "delete": 0, "forget": 0, "expire": 0}
     deadline = now - timedelta(seconds=current_settings().reconcile_interval)
     waited = func.coalesce(Recording.next_attempt_at, Recording.stage_changed_at) < deadline
     free = or_(Recording.claimed_until.is_(None), Recording.claimed_until < now)
@@ -100,16 +100,25 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
             ~select(Recording.id).where(Recording.call_id == Call.id).exists(),
         )
     ).all()
+    deleting = deletion.stuck(now, timedelta(seconds=current_settings().reconcile_interval))
     db.session.commit()
+    for call_id in deleting:
+        queue.delete_call(call_id)
     for recording_id in stuck:
         queue.process_recording(recording_id)
     for recording_id in unheard:
         queue.fetch_transcript(recording_id)
     for call_id in silent:
         queue.recover_recordings(call_id)
-    counts = {"advance": len(stuck), "poll": len(unheard), "recover": len(silent)}
+    counts = {"advance": len(stuck), "poll": len(unheard), "recover": len(silent), "delete": len(deleting)}
+    counts.update(deletion.sweep(now, current_settings()))
     if any(counts.values()):
-        log.info("reconcile: %(advance)d to advance, %(poll)d to poll, %(recover)d calls to check", counts)
+        log.info(
+            "reconcile: %(advance)d to advance, %(poll)d to poll, %(recover)d calls to check, "
+            "%(delete)d deletions to finish, %(forget)d recordings to delete at Twilio, "
+            "%(expire)d calls past RETENTION_DAYS",
+            counts,
+        )
     return counts
 
 

@@ -418,3 +418,7 @@ def stored_calls(app: Flask) -> list[tuple[Call, Recording]]:
 def media_files(app: Flask) -> list[Path]:
     """The files the app keeps in its media folder (MEDIA_DIR's default)."""
     return [p for p in Path(app.instance_path, "media").rglob("*") if p.is_file()]
+
+
+# What a reconciliation round that finds nothing to do returns.
+NOTHING_DUE = dict.fromkeys(("advance", "poll", "recover", "delete", "forget", "expire"), 0)

@@ -32,6 +32,7 @@ from tests.helpers import (
     ASSEMBLYAI_KEY,
     AUTH_TOKEN,
     BASE_URL,
+    NOTHING_DUE,
     call_sid,
     post_assemblyai_webhook,
     post_twilio,
@@ -353,9 +354,9 @@ def test_reconcile_polls_a_transcript_whose_webhook_never_came(
     transcript_id = next(iter(assemblyai_api.jobs))
     assemblyai_api.complete(transcript_id, text="Nobody told us.")
     with app.app_context():
-        assert worker.reconcile() == {"advance": 0, "poll": 0, "recover": 0}, "not overdue yet"
+        assert worker.reconcile() == NOTHING_DUE, "not overdue yet"
         later = utcnow() + timedelta(seconds=app.extensions["settings"].reconcile_interval + 1)
-        assert worker.reconcile(now=later) == {"advance": 0, "poll": 1, "recover": 0}
+        assert worker.reconcile(now=later) == {**NOTHING_DUE, "poll": 1}
     run_jobs(app)
     stored = transcript(app)
     assert stored is not None and stored.text == "Nobody told us."
@@ -369,7 +370,7 @@ def test_reconcile_restarts_a_recording_whose_job_was_lost(
     app.extensions["jobs"].huey.flush()  # the queue lost the job
     with app.app_context():
         later = utcnow() + timedelta(seconds=app.extensions["settings"].reconcile_interval + 1)
-        assert worker.reconcile(now=later) == {"advance": 1, "poll": 0, "recover": 0}
+        assert worker.reconcile(now=later) == {**NOTHING_DUE, "advance": 1}
     run_jobs(app)
     assert recording(app).stage == Stage.SUBMITTED
     assert len(assemblyai_api.submissions) == 1

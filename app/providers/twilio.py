@@ -194,6 +194,19 @@ class Twilio:
         finally:
             response.close()
 
+    def delete_recording(self, recording_sid: str) -> bool:
+        """Delete the recording and its media at Twilio; False when Twilio had no such recording."""
+        url = f"{self._api_base_url}{self._recording_path(recording_sid)}.json"
+        try:
+            response = self._session.delete(url, auth=self._auth, timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise error_from_exception(NAME, exc) from None
+        if response.status_code == 404:
+            return False
+        if not response.ok:
+            raise error_from_response(NAME, response)
+        return True
+
     def call_recordings(self, call_sid: str) -> list[RecordingInfo]:
         """A call's recordings, for picking up a recording whose callback was lost."""
         if not CALL_SID.match(call_sid):

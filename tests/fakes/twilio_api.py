@@ -48,6 +48,11 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         re.compile(_ACCOUNT + r"/Recordings/(?P<recording_sid>[^/.]+)(?P<ext>\.wav|\.mp3)?"),
         "media",
     ),
+    (
+        "DELETE",
+        re.compile(_ACCOUNT + r"/Recordings/(?P<recording_sid>[^/.]+)\.json"),
+        "recording_delete",
+    ),
 ]
 
 
@@ -92,7 +97,9 @@ class FakeTwilio(FakeHTTPServer):
     permissions), else 21215.
     """
 
-    kinds = frozenset({"calls_create", "call_fetch", "recordings_list", "recording", "media"})
+    kinds = frozenset(
+        {"calls_create", "call_fetch", "recordings_list", "recording", "media", "recording_delete"}
+    )
 
     def __init__(
         self,
@@ -115,6 +122,7 @@ class FakeTwilio(FakeHTTPServer):
         self.calls: dict[str, dict[str, Any]] = {}
         self.recordings: dict[str, dict[str, Any]] = {}
         self._audio: dict[str, bytes] = {}
+        self.deleted_recordings: list[str] = []  # each DELETE that removed one, in order
         # Like a CDN that does not do ranges: answer every Range with the whole file.
         self.ignore_ranges = False
 
@@ -349,6 +357,16 @@ class FakeTwilio(FakeHTTPServer):
         with self.lock:
             resource = self.recordings.get(request.params["recording_sid"])
         return Response.json(200, self._public(resource)) if resource else self._not_found(request)
+
+    def _on_recording_delete(self, request: RecordedRequest) -> Response:
+        """Twilio deletes the recording and its media: 204, then 404 for the same SID."""
+        sid = request.params["recording_sid"]
+        with self.lock:
+            resource = self.recordings.pop(sid, None)
+            self._audio.pop(sid, None)
+            if resource is not None:
+                self.deleted_recordings.append(sid)
+        return Response(204) if resource else self._not_found(request)
 
     def _on_media(self, request: RecordedRequest) -> Response:
         sid = request.params["recording_sid"]

@@ -76,6 +76,8 @@ CASES = [
     ),
     Case("api.rename_speakers", Permission.EDIT, "PUT", f"/api/calls/{call_sid(1)}/speakers", json={}),
     Case("pages.upload_form", Permission.EDIT, "GET", "/upload"),
+    Case("pages.delete_call", Permission.DELETE, "POST", f"/calls/{call_sid(1)}/delete", form={}),
+    Case("api.delete_call", Permission.DELETE, "DELETE", f"/api/calls/{call_sid(1)}"),
     Case("pages.upload_files", Permission.EDIT, "POST", "/upload", files={"files": (wav_bytes(), "a.wav")}),
     Case("auth.logout", None, "POST", "/logout", form={}),
 ]
@@ -155,6 +157,7 @@ def snapshot(app: Flask) -> dict[str, Any]:
             ),
             "recordings": sorted(db.session.execute(select(Recording.id, Recording.stage)).all()),
             "calls": db.session.scalar(select(func.count()).select_from(Call)),
+            "deleting": db.session.scalar(select(func.count()).where(Call.deleting_at.is_not(None))),
             "keys": db.session.scalar(select(func.count()).select_from(IdempotencyKey)),
         }
         db.session.rollback()
@@ -172,6 +175,10 @@ def send(client: FlaskClient, case: Case, headers: dict[str, str] | None = None,
     kwargs: dict[str, Any] = {"headers": headers or {}}
     if case.method == "GET":
         return client.get(case.path, **kwargs)
+    if case.method == "DELETE":
+        if csrf and "Authorization" not in kwargs["headers"]:
+            kwargs["headers"]["X-CSRFToken"] = client.csrf_token()  # type: ignore[attr-defined]
+        return client.delete(case.path, **kwargs)
     if case.method == "PUT":
         headers = kwargs["headers"]
         if csrf and "Authorization" not in headers:
