@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import Insert, Select, bindparam, insert, or_, select, update
+from sqlalchemy import CompoundSelect, Insert, Select, bindparam, insert, or_, select, update
 
 from . import clients, deletion, jobs, search
 from .models import (
@@ -155,6 +155,7 @@ class _RecordingWrites:
     call_id: Select[tuple[int]]  # the id of a call that was stored
     moves: dict[bool, Insert]  # completed or not: the recording, its status moved forward, RETURNING it
     event: Insert  # a row of the call's history
+    gone: CompoundSelect  # a row when the call is deleted or being deleted: the callback changes nothing
 
 
 @cache
@@ -181,6 +182,7 @@ def _recording_writes(dialect: str) -> _RecordingWrites:
         call_id=select(calls.c.id).where(calls.c.call_sid == bindparam("call_sid")),
         moves=moves,
         event=insert(CallEvent.__table__),
+        gone=deletion.gone_statement(),
     )
 
 
@@ -190,12 +192,13 @@ def recording_status_changed(change: RecordingUpdate) -> None:
     A deleted call's (or one being deleted) changes nothing: it is neither
     stored again nor paid for again.
     """
-    if deletion.gone(change.call_sid, change.recording_sid):
+    writes = _recording_writes(dialect_name())
+    connection = db.session.connection()  # Core statements: no ORM step between them and the driver
+    sids = {"call_sid": change.call_sid, "recording_sid": change.recording_sid}
+    if connection.execute(writes.gone, sids).first() is not None:
         db.session.rollback()
         log.info("recording %s: call deleted, %s callback ignored", change.recording_sid, change.status)
         return
-    writes = _recording_writes(dialect_name())
-    connection = db.session.connection()  # Core statements: no ORM step between them and the driver
     call = {"call_sid": change.call_sid, "account_sid": change.account_sid}
     call_id = connection.execute(writes.call, call).scalar()
     if call_id is None:
