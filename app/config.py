@@ -31,6 +31,35 @@ from pydantic_core import PydanticCustomError
 DEFAULT_ASSEMBLYAI_BASE_URL = "https://api.assemblyai.com"
 DEFAULT_TWILIO_API_BASE_URL = "https://api.twilio.com"
 DEFAULT_SPEECH_MODELS = ("universal-3-pro", "universal-2")
+# The kinds of personal data AssemblyAI can redact (its PiiPolicy), and those
+# REDACT_PII removes unless REDACT_PII_POLICIES names others: what identifies a
+# person, reaches them, or pays with their money.
+PII_POLICIES = frozenset(
+    "account_number banking_information blood_type credit_card_cvv credit_card_expiration "
+    "credit_card_number date date_interval date_of_birth drivers_license drug duration email_address "
+    "event filename gender_sexuality healthcare_number injury ip_address language location "
+    "marital_status medical_condition medical_process money_amount nationality number_sequence "
+    "occupation organization passport_number password person_age person_name phone_number "
+    "physical_attribute political_affiliation religion statistics time url us_social_security_number "
+    "username vehicle_id zodiac_sign".split()
+)
+DEFAULT_PII_POLICIES = (
+    "person_name",
+    "phone_number",
+    "email_address",
+    "location",
+    "date_of_birth",
+    "us_social_security_number",
+    "passport_number",
+    "drivers_license",
+    "healthcare_number",
+    "credit_card_number",
+    "credit_card_cvv",
+    "credit_card_expiration",
+    "banking_information",
+    "account_number",
+    "password",
+)
 DEFAULT_GREETING = (
     "Hello. This call is recorded and transcribed. Please leave your message after the beep, then hang up."
 )
@@ -165,6 +194,16 @@ def _models(value: Any) -> tuple[str, ...]:
     if not models:
         raise _problem("needs at least one model")
     return models
+
+
+def _pii_policies(value: Any) -> tuple[str, ...]:
+    policies = tuple(p.strip().lower() for p in str(value).split(",") if p.strip())
+    unknown = sorted(set(policies) - PII_POLICIES)
+    if unknown:
+        raise _problem(f"unknown policies: {', '.join(unknown)} (e.g. person_name,phone_number)")
+    if not policies:
+        raise _problem("needs at least one policy")
+    return policies
 
 
 def _language(value: Any) -> str:
@@ -323,6 +362,12 @@ class Settings(BaseModel):
     )
     assemblyai_language: Annotated[str | None, read(_language)] = setting(
         "ASSEMBLYAI_LANGUAGE", None, "A language code, or auto to detect it."
+    )
+    redact_pii: Annotated[bool, read(_flag)] = setting(
+        "REDACT_PII", False, "1: transcripts are stored with personal data replaced by its kind."
+    )
+    redact_pii_policies: Annotated[tuple[str, ...], read(_pii_policies)] = setting(
+        "REDACT_PII_POLICIES", DEFAULT_PII_POLICIES, "With REDACT_PII: the kinds of data removed (a, b, …)."
     )
     # -- the queue
     redis_url: Annotated[str | None, read(_redis_url)] = setting(

@@ -81,6 +81,7 @@ def transcription_options(work: Work, settings: Settings) -> TranscriptionOption
         models=settings.assemblyai_speech_models,
         callback=callback,
         speakers=work.speakers,
+        redact=settings.redact_pii_policies if settings.redact_pii else (),
     )
 
 

@@ -60,6 +60,9 @@ def transcript_params(audio_url: str, options: TranscriptionOptions) -> dict[str
             params["speakers_expected"] = options.speakers
     else:
         params["multichannel"] = True
+    if options.redact:
+        # The text comes back with each finding replaced by its kind, "[PERSON_NAME]".
+        params.update(redact_pii=True, redact_pii_policies=list(options.redact), redact_pii_sub="entity_name")
     if options.language == "auto":
         params["language_detection"] = True
     elif options.language:

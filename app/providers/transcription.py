@@ -69,6 +69,8 @@ class TranscriptionOptions:
     callback: Callback | None = None
     # How many people speak, when known (it helps telling them apart on one channel).
     speakers: int | None = None
+    # Kinds of personal data to take out of the text, each replaced by its kind; () for none.
+    redact: tuple[str, ...] = ()
 
     @property
     def separate_speakers(self) -> bool:
