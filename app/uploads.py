@@ -205,8 +205,9 @@ def wait_for_transcript(recording_id: int, *, timeout: float | None = None) -> S
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = FIRST_POLL_SECONDS
     while True:
-        if stage_of(recording_id) != Stage.SUBMITTED:
-            return stage_of(recording_id)
+        stage = stage_of(recording_id)
+        if stage != Stage.SUBMITTED:
+            return stage
         try:
             pipeline.fetch_transcript(recording_id)
         except pipeline.RetryLater as later:
